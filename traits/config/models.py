@@ -1,0 +1,290 @@
+"""The config models: sources, destinations, traits, settings and alerts.
+
+Unknown keys are errors everywhere (``extra="forbid"``); sources and destinations are
+discriminated on ``type``. Secrets are ``SecretStr`` so they never print by accident.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from traits.config.durations import DEFAULT_MIN_INTERVAL, Schedule, parse_duration, parse_schedule
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(float)]
+_NAME = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+def _schedule(value: object) -> Schedule:
+    if isinstance(value, Schedule):
+        return value
+    minimum = float(os.environ.get("TRAITS_MIN_INTERVAL", DEFAULT_MIN_INTERVAL))
+    return parse_schedule(value, minimum)
+
+
+ScheduleField = Annotated[Schedule, BeforeValidator(_schedule), PlainSerializer(str)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Identity(Model):
+    """A table of every known id, so preview can mark ids as known (✓) or unknown (?)."""
+
+    table: str
+    column: str = "id"
+
+
+class SourceBase(Model):
+    statement_timeout: Seconds = 600.0
+    identity: Identity | None = None
+    #: rows per fetched batch; the memory a batch takes is bounded by this
+    batch_rows: int = Field(default=100_000, ge=1_000, le=1_000_000)
+
+
+class DuckDBSource(SourceBase):
+    type: Literal["duckdb"]
+    path: str
+
+
+class PostgresSource(SourceBase):
+    type: Literal["postgres"]
+    dsn: SecretStr | None = None
+    host: str | None = None
+    port: int = 5432
+    database: str | None = None
+    user: str | None = None
+    password: SecretStr | None = None
+    sslmode: str | None = None
+    #: adbc reads Arrow batches over COPY (fastest); psycopg uses a server-side cursor
+    driver: Literal["auto", "adbc", "psycopg"] = "auto"
+
+    @model_validator(mode="after")
+    def _dsn_or_host(self) -> PostgresSource:
+        if self.dsn is None and self.host is None:
+            raise ValueError("set dsn, or host (with database, user, password)")
+        return self
+
+
+class RedshiftSource(SourceBase):
+    type: Literal["redshift"]
+    host: str | None = None
+    port: int = 5439
+    database: str = "dev"
+    user: str | None = None
+    password: SecretStr | None = None
+    ssl: bool = True
+    sslmode: str = "verify-ca"
+    iam: bool = False
+    cluster_identifier: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    db_user: str | None = None
+    serverless_acct_id: str | None = None
+    serverless_work_group: str | None = None
+    timeout: Seconds = 10.0
+
+
+class SnowflakeSource(SourceBase):
+    type: Literal["snowflake"]
+    account: str
+    user: str
+    password: SecretStr | None = None
+    private_key_file: str | None = None
+    private_key_passphrase: SecretStr | None = None
+    warehouse: str | None = None
+    database: str | None = None
+    #: named schema_ because BaseModel.schema exists; written ``schema`` in YAML
+    schema_: str | None = Field(default=None, alias="schema")
+    role: str | None = None
+    host: str | None = None
+    port: int | None = None
+    protocol: Literal["https", "http"] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _auth(self) -> SnowflakeSource:
+        if self.password is None and self.private_key_file is None:
+            raise ValueError("set password or private_key_file")
+        return self
+
+
+class BigQuerySource(SourceBase):
+    type: Literal["bigquery"]
+    project: str
+    location: str | None = None
+    credentials_file: str | None = None
+    maximum_bytes_billed: int | None = Field(default=None, ge=1)
+    #: a Bigquery-compatible API base URL (an emulator); the default is Google's
+    api_endpoint: str | None = None
+
+
+SourceConfig = Annotated[
+    DuckDBSource | PostgresSource | RedshiftSource | SnowflakeSource | BigQuerySource,
+    Field(discriminator="type"),
+]
+
+
+class HttpDestinationBase(Model):
+    concurrency: int = Field(default=4, ge=1, le=64)
+    #: requests per second and calls per second across this destination; off when unset
+    rate_limit_rps: float | None = Field(default=None, gt=0)
+    rate_limit_cps: float | None = Field(default=None, gt=0)
+    connect_timeout: Seconds = 5.0
+    timeout: Seconds = 15.0
+    max_attempts: int = Field(default=10, ge=1, le=100)
+    max_call_bytes: int = Field(default=32_000, ge=256)
+
+
+class SegmentDestination(HttpDestinationBase):
+    type: Literal["segment"]
+    write_key: SecretStr
+    region: Literal["us", "eu"] = "us"
+    endpoint: str | None = None
+    max_batch_calls: int = Field(default=2_500, ge=1, le=100_000)
+    max_batch_bytes: int = Field(default=490_000, ge=1_000)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("endpoint is a base URL such as https://hosted.rudderlabs.com")
+        return value.rstrip("/") if value else value
+
+    @property
+    def base_url(self) -> str:
+        if self.endpoint:
+            return self.endpoint
+        return "https://events.eu1.segmentapis.com" if self.region == "eu" else "https://api.segment.io"
+
+
+class WebhookDestination(HttpDestinationBase):
+    type: Literal["webhook"]
+    url: str
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    batch_size: int = Field(default=1, ge=1, le=10_000)
+    max_batch_bytes: int = Field(default=4_000_000, ge=1_000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("url must start with http:// or https://")
+        return value
+
+
+class FileDestination(Model):
+    type: Literal["file"]
+    path: str
+    batch_size: int = Field(default=10_000, ge=1)
+
+
+DestinationConfig = Annotated[
+    SegmentDestination | WebhookDestination | FileDestination,
+    Field(discriminator="type"),
+]
+
+
+class Trait(Model):
+    kind: Literal["user", "account"]
+    source: str
+    sql: str | None = None
+    sql_file: str | None = None
+    destinations: list[str] = Field(default_factory=list)
+    schedule: ScheduleField = Field(default_factory=lambda: parse_schedule("every 12h"))
+    on_exit: Literal["clear", "keep"] = "clear"
+    send: Literal["row", "changed"] = "row"
+    max_exit_ratio: float = Field(default=0.5, ge=0, le=1)
+    max_change_ratio: float | None = Field(default=None, ge=0, le=1)
+    enabled: bool = True
+    description: str | None = None
+    max_rows: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_sql(self) -> Trait:
+        if (self.sql is None) == (self.sql_file is None):
+            raise ValueError("set exactly one of sql or sql_file")
+        return self
+
+    @property
+    def identity_column(self) -> str:
+        return "user_id" if self.kind == "user" else "group_id"
+
+
+class Settings(Model):
+    state: str = ".traits"
+    max_rows: int = Field(default=10_000_000, ge=1)
+    max_columns: int = Field(default=25, ge=2, le=1_000)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    decimals: Literal["number", "string"] = "number"
+    #: NaN and ±Infinity are errors unless allowed; allowed, they are sent as null
+    allow_non_finite: bool = False
+    #: nested values (lists, structs, JSON) are errors unless allowed; allowed, sent as JSON
+    allow_nested: bool = False
+    #: the memory the embedded columnar engine may use for staging and diffing
+    memory_limit: str = "512MB"
+    #: a run's delivery gives up on what is still unacknowledged after this long
+    delivery_deadline: Seconds = 3600.0
+    #: the random delay added to each scheduled run, at most this long
+    jitter: Seconds = 30.0
+
+
+class SlackAlerts(Model):
+    url: SecretStr
+    on: list[Literal["failed", "guarded", "invalid", "partial", "recovered"]] = Field(
+        default_factory=lambda: ["failed", "guarded", "invalid", "partial", "recovered"]
+    )
+
+
+class Config(Model):
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    traits: dict[str, Trait] = Field(default_factory=dict)
+    settings: Settings = Field(default_factory=Settings)
+    alerts: SlackAlerts | None = None
+    #: where the config was loaded from; relative paths resolve against it
+    directory: Path = Field(default=Path("."), exclude=True)
+
+    def resolve(self, relative: str) -> Path:
+        path = Path(relative).expanduser()
+        return path if path.is_absolute() else (self.directory / path)
+
+    def trait_sql(self, name: str) -> str:
+        trait = self.traits[name]
+        if trait.sql is not None:
+            return trait.sql
+        assert trait.sql_file is not None
+        return self.resolve(trait.sql_file).read_text(encoding="utf-8")
+
+    def max_rows_for(self, name: str) -> int:
+        return self.traits[name].max_rows or self.settings.max_rows
+
+
+def check_names(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """Problems with section keys that pydantic cannot see: names and cross references."""
+    import re
+
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for section in ("sources", "destinations", "traits"):
+        for name in data.get(section) or {}:
+            if not re.match(_NAME, str(name)):
+                problems.append(((section, name), f"{name!r} is not a valid name: use letters, digits, _ and -"))
+    return problems

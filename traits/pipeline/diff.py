@@ -1,0 +1,107 @@
+"""Diff: compare the result's fingerprint with one destination's snapshot.
+
+Every id is exactly one of added, changed, unchanged or exited. The comparison is a join run
+by the columnar engine over files (``Differ`` is the seam a warehouse-side diff would
+replace). Only added, changed and exited rows are written to the change file, with the
+values a call needs: the new canonical JSON, and for exits (and ``send: changed``) the old.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from traits.columnar import latest_rows, sql_path
+from traits.errors import GuardError
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from traits.pipeline.validate import Shape
+
+
+@dataclass
+class DiffCounts:
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    exited: int = 0
+    #: ids in the snapshot before this run
+    snapshot_rows: int = 0
+
+    @property
+    def to_send(self) -> int:
+        return self.added + self.changed + self.exited
+
+
+class Differ(Protocol):
+    def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
+        """Write the change file ``out`` (id, change, h, v, uid, old_v) and count the outcomes."""
+
+
+class LocalDiffer:
+    """The diff as joins over local Parquet files."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, fingerprint: Path, shape: Shape) -> None:
+        self.con = con
+        self.staged = staged
+        self.fingerprint = fingerprint
+        self.shape = shape
+
+    def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
+        con = self.con
+        snap = latest_rows(snapshot, "id, h, deleted")
+        differs = "true" if full_resync else "n.h is distinct from s.h"
+        con.execute(
+            f"""create or replace temp table delta as
+            select coalesce(n.id, s.id) as id,
+                   case when s.id is null then 'added' when n.id is null then 'exited' else 'changed' end as change,
+                   n.h as h
+            from read_parquet('{sql_path(self.fingerprint)}') n
+            full outer join ({snap}) s on n.id = s.id
+            where {differs} and (n.id is not null or s.id is not null)"""
+        )
+        counts = DiffCounts()
+        for change, count in con.execute("select change, count(*) from delta group by change").fetchall():
+            setattr(counts, str(change), int(count))
+        rows = (con.execute(f"select count(*) from read_parquet('{sql_path(self.fingerprint)}')").fetchone() or (0,))[0]
+        counts.unchanged = int(rows) - counts.added - counts.changed
+        counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
+        old_for = "d.change = 'exited'" + (" or d.change = 'changed'" if old_values_for_changed else "")
+        uid = self.shape.uid_sql or "cast(null as varchar)"
+        values = f"""select {self.shape.id_sql} as id, {self.shape.v_sql} as v, {uid} as uid
+            from read_parquet('{sql_path(self.staged)}')
+            where {self.shape.id_sql} in (select id from delta where change <> 'exited')"""
+        old = f"""select id, v from ({latest_rows(snapshot, "id, v, deleted")})
+            where id in (select id from delta d where {old_for})"""
+        con.execute(
+            f"""COPY (
+                select d.id, d.change, d.h, r.v, r.uid, o.v as old_v
+                from delta d
+                left join ({values}) r on r.id = d.id
+                left join ({old}) o on o.id = d.id
+            ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
+        )
+        return counts
+
+
+def guard(name: str, destination: str, counts: DiffCounts, *, max_exit_ratio: float, max_change_ratio: float | None) -> None:
+    """Stop the run before sending when exits (or changes) exceed their share of the snapshot."""
+    if counts.snapshot_rows == 0:
+        return  # a first sync is exempt
+    exit_ratio = counts.exited / counts.snapshot_rows
+    if exit_ratio > max_exit_ratio:
+        raise GuardError(
+            f"trait {name} → {destination}: {counts.exited:,} of {counts.snapshot_rows:,} synced ids "
+            f"({exit_ratio:.0%}) would exit, more than max_exit_ratio = {max_exit_ratio:.0%}; nothing was sent",
+            hint="check the query (did it return too little?); if this is right, run again with --force",
+        )
+    if max_change_ratio is not None:
+        change_ratio = counts.changed / counts.snapshot_rows
+        if change_ratio > max_change_ratio:
+            raise GuardError(
+                f"trait {name} → {destination}: {counts.changed:,} of {counts.snapshot_rows:,} synced ids "
+                f"({change_ratio:.0%}) changed, more than max_change_ratio = {max_change_ratio:.0%}; nothing was sent",
+                hint="check the query; if this is right, run again with --force",
+            )

@@ -1,0 +1,98 @@
+"""Payloads: identify and group calls, with deterministic messageIds (PROTOCOL.md).
+
+The canonical trait JSON from the diff is spliced into the call as it is, so building a
+call is a few string joins, not a parse and re-serialize.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from traits import __version__
+from traits.destinations.base import Call, Change
+
+#: the namespace of every messageId sql-traits makes (UUIDv5)
+MESSAGE_NAMESPACE = uuid.UUID("6f1c2a4e-7b0d-5e3a-9c41-2d8f0b7a6e15")
+#: prefix of the anonymousId an account call carries when the query returned no user_id
+GROUP_ANONYMOUS_PREFIX = "group:"
+
+
+def message_id(destination: str, trait: str, call_type: str, key: str, run_id: str) -> str:
+    name = "\x1f".join((destination, trait, call_type, key, run_id))
+    return str(uuid.uuid5(MESSAGE_NAMESPACE, name))
+
+
+class CallBuilder:
+    """Makes the calls of one (trait, destination, run)."""
+
+    def __init__(
+        self,
+        *,
+        trait: str,
+        kind: Literal["user", "account"],
+        destination: str,
+        run_id: str,
+        timestamp: str,
+        send: Literal["row", "changed"],
+        on_exit: Literal["clear", "keep"],
+        full_resync: bool = False,
+    ) -> None:
+        self.trait = trait
+        self.destination = destination
+        self.run_id = run_id
+        self.call_type = "identify" if kind == "user" else "group"
+        self.send_changed_only = send == "changed" and not full_resync
+        self.clear_exits = on_exit == "clear"
+        self._prefix = ('{"type":"%s",' % self.call_type).encode()
+        self._stamp = json.dumps(timestamp)
+        self._context = {
+            change: json.dumps(
+                {
+                    "library": {"name": "sql-traits", "version": __version__},
+                    "traits_engine": {"trait": trait, "run_id": run_id, "change": change},
+                },
+                separators=(",", ":"),
+            )
+            for change in ("added", "changed", "exited")
+        }
+
+    def build(self, key: str, change: Change, h: int | None, v: str | None, uid: str | None, old_v: str | None) -> Call | None:
+        """The call for one changed row, or None when nothing is to be sent for it."""
+        if change == "exited":
+            if not self.clear_exits:
+                return None
+            traits = json.dumps(dict.fromkeys(json.loads(old_v or "{}")), separators=(",", ":"))
+        elif self.send_changed_only and change == "changed" and old_v is not None and v is not None:
+            traits = _changed_only(v, old_v)
+        else:
+            traits = v or "{}"
+        mid = message_id(self.destination, self.trait, self.call_type, key, self.run_id)
+        ids = self._ids(key, uid)
+        body = (
+            f'{ids},"traits":{traits},"messageId":"{mid}","timestamp":{self._stamp},"context":{self._context[change]}}}'
+        ).encode()
+        return Call(key=key, change=change, message_id=mid, body=self._prefix + body, h=h, v=v)
+
+    def _ids(self, key: str, uid: str | None) -> str:
+        if self.call_type == "identify":
+            return f'"userId":{json.dumps(key, ensure_ascii=False)}'
+        if uid:
+            return f'"groupId":{json.dumps(key, ensure_ascii=False)},"userId":{json.dumps(uid, ensure_ascii=False)}'
+        anonymous = GROUP_ANONYMOUS_PREFIX + key
+        return f'"groupId":{json.dumps(key, ensure_ascii=False)},"anonymousId":{json.dumps(anonymous, ensure_ascii=False)}'
+
+
+def _changed_only(v: str, old_v: str) -> str:
+    new: dict[str, Any] = json.loads(v)
+    old: dict[str, Any] = json.loads(old_v)
+    missing = object()
+    diff = {k: val for k, val in new.items() if not _same(old.get(k, missing), val)}
+    if not diff:  # only the account's user id changed: send the whole row
+        return v
+    return json.dumps(diff, separators=(",", ":"), ensure_ascii=False)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b

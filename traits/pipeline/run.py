@@ -1,0 +1,269 @@
+"""One run of one trait: query → stage → validate → diff → deliver → commit.
+
+``run_trait`` owns the control flow; each step lives in its own module. A run holds the
+trait's lock throughout. A run found still marked ``running`` was killed: it is resumed under
+the same run_id (so the same messageIds), after folding what it had acknowledged into the
+snapshots, and re-diffed, so only what was not acknowledged is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from traits import columnar
+from traits.config.env import redact
+from traits.config.models import Config
+from traits.destinations import open_destination
+from traits.errors import ExitCode, GuardError, TraitsError, ValidationError
+from traits.pipeline.commit import commit, settle
+from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
+from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
+from traits.pipeline.payloads import CallBuilder
+from traits.pipeline.query import fetch
+from traits.pipeline.stage import stage
+from traits.pipeline.validate import Shape, check_shape, duck_types, fingerprint
+from traits.state.base import StateStore
+from traits.state.records import DestinationCounts, RunRecord
+from traits.warehouses import open_warehouse
+
+log = logging.getLogger("traits.run")
+
+#: the largest call any destination is sent (PROTOCOL.md: 32 KB per call)
+MAX_CALL_BYTES = 32_000
+
+
+class Progress(Protocol):
+    def phase(self, name: str, total: int | None = None) -> None: ...
+    def advance(self, amount: int) -> None: ...
+
+
+class _NoProgress:
+    def phase(self, name: str, total: int | None = None) -> None:
+        pass
+
+    def advance(self, amount: int) -> None:
+        pass
+
+
+@dataclass
+class RunOptions:
+    dry_run: bool = False
+    force: bool = False
+    full_resync: bool = False
+    #: how many calls per destination a dry run shows
+    sample_calls: int = 10
+    owner: str = field(default_factory=lambda: default_owner())
+
+
+@dataclass
+class RunResult:
+    record: RunRecord
+    exit_code: ExitCode
+    #: for dry runs: sample calls per destination
+    calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def default_owner() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def status_for(error: TraitsError) -> str:
+    if isinstance(error, GuardError):
+        return "guarded"
+    if isinstance(error, ValidationError):
+        return "invalid"
+    return "failed"
+
+
+def run_trait(config: Config, state: StateStore, name: str, options: RunOptions | None = None, progress: Progress | None = None) -> RunResult:
+    options = options or RunOptions()
+    runner = _Runner(config, state, name, options, progress or _NoProgress())
+    if options.dry_run:
+        return runner.run(RunRecord(run_id=new_run_id(), trait=name, started_at=now_iso(), owner=options.owner))
+    with state.lock(name, options.owner):
+        interrupted = state.interrupted_run(name)
+        if interrupted is not None:
+            log.info("resuming interrupted run", extra={"trait": name, "run_id": interrupted.run_id})
+            interrupted.resumed += 1
+            interrupted.owner = options.owner
+            interrupted.force = interrupted.force or options.force
+            return runner.run(interrupted, resumed=True)
+        record = RunRecord(
+            run_id=new_run_id(), trait=name, started_at=now_iso(), force=options.force,
+            full_resync=options.full_resync, owner=options.owner,
+        )
+        return runner.run(record)
+
+
+class _Runner:
+    def __init__(self, config: Config, state: StateStore, name: str, options: RunOptions, progress: Progress) -> None:
+        self.config = config
+        self.state = state
+        self.name = name
+        self.trait = config.traits[name]
+        self.options = options
+        self.progress = progress
+
+    def run(self, record: RunRecord, resumed: bool = False) -> RunResult:
+        started = time.monotonic()
+        persist = not self.options.dry_run
+        run_dir = self.state.run_dir(record.run_id)
+        if persist:
+            self.state.save_run(record)
+        try:
+            result = self._execute(record, run_dir, resumed=resumed)
+        except TraitsError as e:
+            record.status = status_for(e)  # type: ignore[assignment]
+            record.error = redact(str(e))
+            self._finish(record, started, persist, run_dir)
+            log.warning("run ended: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status})
+            return RunResult(record, e.exit_code)
+        except Exception as e:
+            record.status = "failed"
+            record.error = redact(f"{type(e).__name__}: {e}")
+            self._finish(record, started, persist, run_dir)
+            raise
+        self._finish(record, started, persist, run_dir)
+        code = ExitCode.OK if record.status == "ok" else ExitCode.DELIVERY
+        log.info("run ended", extra={"trait": self.name, "run_id": record.run_id, "status": record.status, "sent": record.sent, "failed": record.failed})
+        return RunResult(record, code, result)
+
+    def _finish(self, record: RunRecord, started: float, persist: bool, run_dir: Path) -> None:
+        record.finished_at = now_iso()
+        record.duration = round(time.monotonic() - started, 3)
+        if persist:
+            self.state.save_run(record)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    # -- the steps ---------------------------------------------------------------------------
+    def _execute(self, record: RunRecord, run_dir: Path, *, resumed: bool) -> dict[str, list[dict[str, Any]]]:
+        staged_path = run_dir / "result.parquet"
+        if resumed:
+            self._recover(record, run_dir)
+        if not staged_path.exists():
+            self._phase(record, "query")
+            staged_path = self._query(staged_path).path
+        self._phase(record, "validate")
+        con = columnar.connect(run_dir, self.config.settings.memory_limit)
+        try:
+            shape = self._validate(con, staged_path, run_dir / "fingerprint.parquet", record)
+            self._phase(record, "diff")
+            differ = LocalDiffer(con, staged_path, run_dir / "fingerprint.parquet", shape)
+            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed and record.phase != "diff")
+        finally:
+            con.close()
+        builders = {d: self._builder(d, record) for d in self.trait.destinations}
+        if self.options.dry_run:
+            return {d: [_as_json(c.body) for c in preview_calls(changes[d], builders[d], self.options.sample_calls)] for d in changes}
+        self._phase(record, "deliver")
+        self._deliver(record, changes, builders)
+        self._phase(record, "commit")
+        commit(self.state, record, changes)
+        settle(record)
+        return {}
+
+    def _phase(self, record: RunRecord, phase: str) -> None:
+        record.phase = phase
+        if not self.options.dry_run:
+            self.state.save_run(record)
+        log.info("%s", phase, extra={"trait": self.name, "run_id": record.run_id, "phase": phase})
+
+    def _recover(self, record: RunRecord, run_dir: Path) -> None:
+        """Fold what the interrupted run had acknowledged into the snapshots."""
+        for destination in self.trait.destinations:
+            changes = run_dir / f"changes-{destination}.parquet"
+            if changes.exists():
+                self.state.commit(record.run_id, self.name, destination, changes)
+
+    def _query(self, staged_path: Path):  # type: ignore[no-untyped-def]
+        source = self.config.sources[self.trait.source]
+        sql = self.config.trait_sql(self.name)
+        self.progress.phase("query")
+        max_rows = self.config.max_rows_for(self.name)
+        with open_warehouse(self.trait.source, source, self.config.directory) as warehouse:
+            rows = fetch(warehouse, sql, max_rows=max_rows, trait=self.name, progress=lambda n: self.progress.advance(n))
+            return stage(rows, staged_path, trait=self.name)
+
+    def _validate(self, con: Any, staged: Path, fp: Path, record: RunRecord) -> Shape:
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(staged)
+        shape = check_shape(self.name, self.trait, self.config.settings, schema, duck_types(con, staged))
+        limit = min([MAX_CALL_BYTES, *(self._max_call_bytes(d) for d in self.trait.destinations)])
+        record.rows = fingerprint(con, self.name, shape, self.config.settings, staged, fp, max_call_bytes=limit)
+        return shape
+
+    def _max_call_bytes(self, destination: str) -> int:
+        return int(getattr(self.config.destinations[destination], "max_call_bytes", MAX_CALL_BYTES))
+
+    def _diff(self, differ: LocalDiffer, record: RunRecord, run_dir: Path, *, skip_guard: bool) -> dict[str, Path]:
+        changes: dict[str, Path] = {}
+        totals = DiffCounts()
+        for destination in self.trait.destinations:
+            path = run_dir / f"changes-{destination}.parquet"
+            counts = differ.diff(
+                self.state.snapshot_files(self.name, destination), path,
+                old_values_for_changed=self.trait.send == "changed",
+                full_resync=record.full_resync or self.options.full_resync,
+            )
+            if not skip_guard:
+                guard(self.name, destination, counts, max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
+            record.destinations[destination] = DestinationCounts(
+                added=counts.added, changed=counts.changed, unchanged=counts.unchanged, exited=counts.exited
+            )
+            for key in ("added", "changed", "unchanged", "exited"):
+                setattr(totals, key, getattr(totals, key) + getattr(counts, key))
+            changes[destination] = path
+        record.added, record.changed, record.unchanged, record.exited = totals.added, totals.changed, totals.unchanged, totals.exited
+        if not self.trait.destinations:
+            record.unchanged = record.rows
+        return changes
+
+    def _builder(self, destination: str, record: RunRecord) -> CallBuilder:
+        return CallBuilder(
+            trait=self.name, kind=self.trait.kind, destination=destination, run_id=record.run_id,
+            timestamp=record.started_at, send=self.trait.send, on_exit=self.trait.on_exit,
+            full_resync=record.full_resync or self.options.full_resync,
+        )
+
+    def _deliver(self, record: RunRecord, changes: dict[str, Path], builders: dict[str, CallBuilder]) -> None:
+        deadline = time.monotonic() + self.config.settings.delivery_deadline
+        jobs = []
+        total = 0
+        for destination, path in changes.items():
+            counts = record.destinations[destination]
+            expected = counts.added + counts.changed + (counts.exited if self.trait.on_exit == "clear" else 0)
+            total += expected
+            dest = open_destination(destination, self.config.destinations[destination], config_dir=self.config.directory, deadline=deadline)
+            log_ = self.state.ack_log(record.run_id, self.name, destination)
+            jobs.append(DeliveryJob(dest, path, builders[destination], Recorder(counts, log_, self.progress.advance), expected))
+        self.progress.phase("deliver", total)
+        asyncio.run(deliver_all(jobs))
+
+
+def _as_json(body: bytes) -> dict[str, Any]:
+    import json
+
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
+__all__ = ["RunOptions", "RunResult", "default_owner", "run_trait"]

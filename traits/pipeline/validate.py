@@ -1,0 +1,168 @@
+"""Validate: every rule of the result, checked on the whole staged result before anything is sent.
+
+``check_shape`` checks the columns; ``fingerprint`` makes one pass over the rows that both
+checks them (null and duplicate ids, non-finite numbers, payload size) and writes the
+result's fingerprint, ``(id, uid, h)`` per row, which the diff joins against each snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from traits.columnar import quote_ident, sql_path
+from traits.errors import ValidationError
+from traits.pipeline.types import Column, canonical_json, categorize, id_sql, row_hash
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from traits.config.models import Settings, Trait
+
+#: room left in a call for everything but the traits: ids, messageId, context, timestamp
+ENVELOPE_BYTES = 1_024
+EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The columns of a valid result and the SQL that maps its rows to JSON."""
+
+    id_column: Column
+    uid_column: Column | None
+    traits: list[Column]
+    v_sql: str
+    id_sql: str
+    uid_sql: str | None
+
+    @property
+    def h_sql(self) -> str:
+        return row_hash(self.v_sql, self.uid_sql)
+
+
+def check_shape(name: str, trait: Trait, settings: Settings, schema: pa.Schema, duck_types: dict[str, str]) -> Shape:
+    columns = [
+        Column(f.name, duck_types[f.name], categorize(duck_types[f.name], _marker(f)))
+        for f in schema
+    ]
+    by_name = {c.name.lower(): c for c in columns}
+    wanted = trait.identity_column
+    where = f"trait {name}"
+    if wanted not in by_name:
+        if "anonymous_id" in by_name:
+            raise ValidationError(
+                f"{where}: the result has anonymous_id but no {wanted}",
+                hint=f"SQL Traits are keyed by known {'users' if trait.kind == 'user' else 'accounts'}: return a {wanted} column "
+                "(anonymous visitors cannot be looked up later)",
+            )
+        other = "group_id" if wanted == "user_id" else "user_id"
+        extra = f" (it has {other}: is kind {'account' if wanted == 'user_id' else 'user'} meant?)" if other in by_name and wanted == "user_id" else ""
+        raise ValidationError(
+            f"{where}: the result has no {wanted} column{extra}",
+            hint=f"a kind: {trait.kind} trait must return its identity as a column named {wanted}",
+        )
+    if trait.kind == "user" and "group_id" in by_name:
+        raise ValidationError(
+            f"{where}: a user trait returned group_id as well as user_id",
+            hint="return exactly one identity column, or use kind: account",
+        )
+    if len(columns) > settings.max_columns:
+        raise ValidationError(
+            f"{where}: the result has {len(columns)} columns, more than max_columns = {settings.max_columns} (ids included)",
+            hint="drop columns, split the trait in two, or raise settings.max_columns",
+        )
+    id_column = by_name[wanted]
+    uid_column = by_name.get("user_id") if trait.kind == "account" else None
+    for ident in (id_column, uid_column):
+        if ident is not None and ident.category not in ("string", "integer"):
+            raise ValidationError(
+                f"{where}: column {ident.name} is {ident.duck_type}; identity values must be text or integers",
+                hint=f"cast it in SQL, e.g. cast({ident.name} as varchar)",
+            )
+    ids = {id_column.name, uid_column.name if uid_column else None}
+    traits = [c for c in columns if c.name not in ids]
+    if not traits:
+        raise ValidationError(f"{where}: the result has no trait column besides the ids", hint="select at least one trait value")
+    for column in traits:
+        if column.category is None:
+            raise ValidationError(
+                f"{where}: column {column.name} has type {column.duck_type}, which has no JSON form",
+                hint="cast it in SQL to text, a number, a boolean or a timestamp",
+            )
+        if column.category in ("nested", "json") and not settings.allow_nested:
+            raise ValidationError(
+                f"{where}: column {column.name} holds nested values ({column.duck_type})",
+                hint="flatten it in SQL, or set settings.allow_nested: true to send it as JSON",
+            )
+    v_sql = canonical_json(traits, decimals=settings.decimals, allow_non_finite=settings.allow_non_finite)
+    return Shape(id_column, uid_column, traits, v_sql, id_sql(id_column), id_sql(uid_column) if uid_column else None)
+
+
+def _marker(field: pa.Field) -> str | None:
+    if isinstance(field.type, pa.ExtensionType) and field.type.extension_name == "arrow.json":
+        return "json"
+    if field.metadata and b"sql_traits.type" in field.metadata:
+        return field.metadata[b"sql_traits.type"].decode()
+    return None
+
+
+def duck_types(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, str]:
+    rows = con.execute(f"describe select * from read_parquet('{sql_path(staged)}')").fetchall()
+    return {str(r[0]): str(r[1]) for r in rows}
+
+
+def fingerprint(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, out: Path, *, max_call_bytes: int) -> int:
+    """Check every row and write ``out`` = (id, uid, h) per row; returns the row count."""
+    where = f"trait {name}"
+    non_finite = [c for c in shape.traits if c.category == "float"] if not settings.allow_non_finite else []
+    bad = " or ".join(f"not isfinite({quote_ident(c.name)})" for c in non_finite) or "false"
+    uid = shape.uid_sql or "cast(null as varchar)"
+    con.execute(
+        f"""COPY (
+            select id, uid, {row_hash("v", "uid" if shape.uid_sql else None)} as h,
+                   strlen(v) + coalesce(strlen(uid), 0) as n, rn, bad
+            from (
+                select {shape.id_sql} as id, {uid} as uid, {shape.v_sql} as v, file_row_number + 1 as rn, ({bad}) as bad
+                from read_parquet('{sql_path(staged)}', file_row_number = true)
+            )
+        ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4)"""
+    )
+    f = f"read_parquet('{sql_path(out)}')"
+    total, null_ids, largest, bad_rows = con.execute(
+        f"select count(*), count(*) filter (where id is null), coalesce(max(n), 0), count(*) filter (where bad) from {f}"
+    ).fetchone() or (0, 0, 0, 0)
+    if null_ids:
+        rows = [str(r[0]) for r in con.execute(f"select rn from {f} where id is null order by rn limit {EXAMPLES}").fetchall()]
+        raise ValidationError(
+            f"{where}: {null_ids:,} row(s) have a null or empty {shape.id_column.name} (result rows {', '.join(rows)})",
+            hint=f"filter them out in SQL: where {shape.id_column.name} is not null",
+        )
+    dupes = con.execute(
+        f"select id, count(*) as c, count(*) over () as groups from {f} group by id having count(*) > 1 order by c desc, id limit {EXAMPLES}"
+    ).fetchall()
+    if dupes:
+        examples = ", ".join(f"{r[0]!r} ×{r[1]}" for r in dupes)
+        raise ValidationError(
+            f"{where}: {dupes[0][2]:,} {shape.id_column.name} value(s) appear more than once ({examples})",
+            hint=f"return one row per {shape.id_column.name}: group by it or pick one row per id",
+        )
+    if bad_rows:
+        ids = [str(r[0]) for r in con.execute(f"select id from {f} where bad order by rn limit {EXAMPLES}").fetchall()]
+        columns = ", ".join(c.name for c in non_finite)
+        raise ValidationError(
+            f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
+            hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",
+        )
+    limit = max_call_bytes - ENVELOPE_BYTES
+    if largest > limit:
+        big = con.execute(f"select id, n from {f} where n > {limit} order by n desc limit {EXAMPLES}").fetchall()
+        count = (con.execute(f"select count(*) from {f} where n > {limit}").fetchone() or (0,))[0]
+        raise ValidationError(
+            f"{where}: {count:,} row(s) are too large to send, over {limit:,} bytes of traits "
+            f"(largest: id {big[0][0]!r}, {big[0][1]:,} bytes)",
+            hint="send fewer or shorter values per row",
+        )
+    return int(total)

@@ -1,0 +1,112 @@
+"""The one interface of the state store, with a local-directory and a Postgres backend.
+
+The store holds: run history, a lock per trait, and per (trait, destination) a snapshot of
+what that destination acknowledged. A snapshot is a list of Parquet files (``SNAPSHOT_COLUMNS``)
+read newest-last: a later file's row for an id replaces an earlier one's, and a row with
+``deleted`` set removes the id. Acknowledgements are recorded durably as they arrive (an
+``AckLog``), and folded into the snapshot by ``commit``, so a killed run loses nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from traits.destinations.base import Call
+from traits.state.records import RunRecord
+
+#: id VARCHAR, h UBIGINT (hash of the values), v VARCHAR (canonical JSON), deleted BOOLEAN
+SNAPSHOT_COLUMNS = ("id", "h", "v", "deleted")
+
+
+class AckLog(ABC):
+    """The durable record of what one destination acknowledged during one run."""
+
+    @abstractmethod
+    def append(self, calls: Sequence[Call]) -> None:
+        """Record ``calls`` as acknowledged; durable when this returns."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the log's file or connection."""
+
+
+class StateStore(ABC):
+    """Everything sql-traits remembers between runs."""
+
+    #: a local directory for this process's work files (staging, diffs)
+    work_dir: Path
+
+    # -- history -------------------------------------------------------------------------
+    @abstractmethod
+    def save_run(self, run: RunRecord) -> None:
+        """Insert or update a run record."""
+
+    @abstractmethod
+    def runs(self, trait: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """Past and running runs, newest first."""
+
+    @abstractmethod
+    def interrupted_run(self, trait: str) -> RunRecord | None:
+        """The newest run of ``trait`` still marked running (it was killed), if any."""
+
+    # -- locks ---------------------------------------------------------------------------
+    @abstractmethod
+    def lock(self, trait: str, owner: str) -> AbstractContextManager[None]:
+        """Hold the trait's lock; raise ``LockedError`` naming the holder if another has it."""
+
+    @abstractmethod
+    def lock_holder(self, trait: str) -> str | None:
+        """Who holds the trait's lock now, or None."""
+
+    # -- snapshots -----------------------------------------------------------------------
+    @abstractmethod
+    def snapshot_files(self, trait: str, destination: str) -> list[Path]:
+        """The snapshot's Parquet files, oldest first; empty before the first sync."""
+
+    @abstractmethod
+    def ack_log(self, run_id: str, trait: str, destination: str) -> AckLog:
+        """Open (or reopen, on resume) the acknowledgement log of one run and destination."""
+
+    @abstractmethod
+    def has_acks(self, run_id: str, trait: str, destination: str) -> bool:
+        """Whether the run recorded acknowledgements not yet committed."""
+
+    @abstractmethod
+    def commit(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
+        """Fold the run's acknowledged calls into the snapshot, atomically and idempotently.
+
+        ``changes`` is the run's change file for that destination (``pipeline.diff``); only the
+        rows whose ids were acknowledged advance the snapshot.
+        """
+
+    @abstractmethod
+    def reset(self, trait: str, destination: str | None = None) -> list[str]:
+        """Forget snapshots so the next run sends everything; returns the destinations reset."""
+
+    @abstractmethod
+    def snapshot_destinations(self, trait: str) -> list[str]:
+        """Destinations that hold a snapshot of ``trait``."""
+
+    # -- small values (the scheduler's next run times) ----------------------------------
+    @abstractmethod
+    def get_value(self, key: str) -> Any:
+        """A JSON value stored under ``key``, or None."""
+
+    @abstractmethod
+    def set_value(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def run_dir(self, run_id: str) -> Path:
+        """The local directory of one run's work files."""
+        path = self.work_dir / "runs" / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def iter_runs(self, trait: str | None = None) -> Iterator[RunRecord]:
+        yield from self.runs(trait, limit=1_000_000)

@@ -1,0 +1,209 @@
+"""The default state store: a local directory (``.traits/`` beside the config).
+
+- history and small values in SQLite (WAL), so ``traits history`` can read while the daemon
+  or another command writes;
+- a lock per trait with ``filelock`` (an OS lock: released when its process dies);
+- snapshots as Parquet files under a manifest (``snapshot_files.SnapshotDir``);
+- acknowledgement logs as JSON lines appended and fsynced per acknowledged batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from traits.destinations.base import Call
+from traits.errors import LockedError, StateError
+from traits.state import sql
+from traits.state.base import AckLog, StateStore
+from traits.state.records import RunRecord
+from traits.state.snapshot_files import SnapshotDir
+from traits.columnar import sql_path
+
+_SCHEMA = """
+create table if not exists runs (
+    run_id text primary key,
+    trait text not null,
+    started_at text not null,
+    status text not null,
+    record text not null
+);
+create index if not exists runs_by_trait on runs (trait, started_at);
+create table if not exists kv (key text primary key, value text not null);
+"""
+
+
+class LocalAckLog(AckLog):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._file = open(path, "ab")  # noqa: SIM115 - held open for the run's appends
+
+    def append(self, calls: Sequence[Call]) -> None:
+        if not calls:
+            return
+        line = json.dumps({"k": [c.key for c in calls]}, ensure_ascii=False).encode() + b"\n"
+        self._file.write(line)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class LocalStateStore(StateStore):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.work_dir = root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "locks").mkdir(exist_ok=True)
+        except OSError as e:
+            raise StateError(f"cannot create the state directory {root}: {e.strerror}", hint="check the path and its permissions") from e
+        self._local = threading.local()
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    # -- sqlite ----------------------------------------------------------------------------
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.root / "state.db", timeout=30, isolation_level=None)
+            db.execute("pragma journal_mode=wal")
+            db.execute("pragma synchronous=normal")
+            db.execute("pragma busy_timeout=30000")
+            self._local.db = db
+        try:
+            yield db
+        except sqlite3.DatabaseError as e:
+            raise StateError(f"the state database {self.root / 'state.db'} failed: {e}") from e
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- history -----------------------------------------------------------------------------
+    def save_run(self, run: RunRecord) -> None:
+        with self._db() as db:
+            db.execute(
+                "insert into runs (run_id, trait, started_at, status, record) values (?, ?, ?, ?, ?) "
+                "on conflict (run_id) do update set status = excluded.status, record = excluded.record",
+                (run.run_id, run.trait, run.started_at, run.status, json.dumps(run.to_dict())),
+            )
+
+    def runs(self, trait: str | None = None, limit: int = 20) -> list[RunRecord]:
+        with self._db() as db:
+            if trait is None:
+                rows = db.execute("select record from runs order by started_at desc, rowid desc limit ?", (limit,)).fetchall()
+            else:
+                rows = db.execute(
+                    "select record from runs where trait = ? order by started_at desc, rowid desc limit ?", (trait, limit)
+                ).fetchall()
+        return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    def interrupted_run(self, trait: str) -> RunRecord | None:
+        with self._db() as db:
+            row = db.execute(
+                "select record from runs where trait = ? and status = 'running' order by started_at desc limit 1", (trait,)
+            ).fetchone()
+        return RunRecord.from_dict(json.loads(row[0])) if row else None
+
+    # -- locks -------------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, trait: str, owner: str) -> Iterator[None]:
+        lock = FileLock(self.root / "locks" / f"{trait}.lock", timeout=0, is_singleton=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            holder = self.lock_holder(trait) or "another process"
+            raise LockedError(f"trait {trait} is already running ({holder})", hint="wait for that run to finish") from None
+        owner_file = self.root / "locks" / f"{trait}.owner"
+        try:
+            owner_file.write_text(owner)
+            yield
+        finally:
+            owner_file.unlink(missing_ok=True)
+            lock.release()
+
+    def lock_holder(self, trait: str) -> str | None:
+        lock = FileLock(self.root / "locks" / f"{trait}.lock", timeout=0, is_singleton=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            try:
+                return (self.root / "locks" / f"{trait}.owner").read_text() or "another process"
+            except FileNotFoundError:
+                return "another process"
+        lock.release()
+        return None
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def _snapshot(self, trait: str, destination: str) -> SnapshotDir:
+        return SnapshotDir(self.root / "snapshots" / trait / destination)
+
+    def _ack_path(self, run_id: str, destination: str) -> Path:
+        return self.run_dir(run_id) / "acks" / f"{destination}.jsonl"
+
+    def snapshot_files(self, trait: str, destination: str) -> list[Path]:
+        return self._snapshot(trait, destination).files()
+
+    def ack_log(self, run_id: str, trait: str, destination: str) -> AckLog:
+        return LocalAckLog(self._ack_path(run_id, destination))
+
+    def has_acks(self, run_id: str, trait: str, destination: str) -> bool:
+        path = self._ack_path(run_id, destination)
+        return path.exists() and path.stat().st_size > 0
+
+    def commit(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
+        acks = self._ack_path(run_id, destination)
+        if not acks.exists() or acks.stat().st_size == 0 or not changes.exists():
+            acks.unlink(missing_ok=True)
+            return
+        snapshot = self._snapshot(trait, destination)
+        snapshot.path.mkdir(parents=True, exist_ok=True)
+        name = f"delta-{run_id}.parquet"
+        tmp = snapshot.path / (name + ".tmp")
+        keys = (
+            f"select unnest(k) from read_json('{sql_path(acks)}', format = 'newline_delimited', "
+            "columns = {k: 'VARCHAR[]'}, ignore_errors = true)"
+        )
+        rows = sql.fold(changes, keys, tmp)
+        snapshot.add(name, tmp, rows)
+        # the delta is durable and listed: the log has done its work
+        acks.rename(acks.with_suffix(".committed"))
+
+    def reset(self, trait: str, destination: str | None = None) -> list[str]:
+        names = [destination] if destination else self.snapshot_destinations(trait)
+        for name in names:
+            self._snapshot(trait, name).clear()
+        return names
+
+    def snapshot_destinations(self, trait: str) -> list[str]:
+        base = self.root / "snapshots" / trait
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / "manifest.json").exists())
+
+    # -- small values ------------------------------------------------------------------------
+    def get_value(self, key: str) -> Any:
+        with self._db() as db:
+            row = db.execute("select value from kv where key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_value(self, key: str, value: Any) -> None:
+        with self._db() as db:
+            db.execute(
+                "insert into kv (key, value) values (?, ?) on conflict (key) do update set value = excluded.value",
+                (key, json.dumps(value)),
+            )

@@ -1,0 +1,68 @@
+"""Run history records, as stored and as shown by ``traits history``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal["running", "ok", "partial", "failed", "invalid", "guarded"]
+FINAL_STATUSES = ("ok", "partial", "failed", "invalid", "guarded")
+#: how many given-up calls a history record keeps per destination, with their answers
+MAX_REJECTIONS_KEPT = 20
+
+
+@dataclass
+class DestinationCounts:
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    exited: int = 0
+    sent: int = 0
+    failed: int = 0
+    status: str = "pending"  # pending | ok | partial | failed | skipped
+    error: str | None = None
+    rejections: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DestinationCounts:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    trait: str
+    started_at: str  # ISO-8601 UTC
+    status: RunStatus = "running"
+    finished_at: str | None = None
+    #: where a running or interrupted run had got to: query, validate, diff, deliver, commit
+    phase: str = "query"
+    rows: int = 0
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    exited: int = 0
+    sent: int = 0
+    failed: int = 0
+    error: str | None = None
+    duration: float | None = None
+    force: bool = False
+    full_resync: bool = False
+    #: the run started by resuming an interrupted one
+    resumed: int = 0
+    owner: str = ""
+    destinations: dict[str, DestinationCounts] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["destinations"] = {k: v.to_dict() for k, v in self.destinations.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["destinations"] = {k: DestinationCounts.from_dict(v) for k, v in (data.get("destinations") or {}).items()}
+        return cls(**known)

@@ -1,0 +1,214 @@
+"""Postgres as a source.
+
+Two drivers, one behaviour. ``adbc`` (adbc-driver-postgresql) reads the result over COPY
+straight into Arrow record batches, the fastest path; ``psycopg`` (psycopg 3) reads through a
+server-side cursor in chunks. ``driver: auto`` takes adbc when it is installed.
+
+The session is read-only, has a statement timeout and the application name ``sql-traits``,
+all set as connection options, so they hold before the first statement runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from traits.errors import WarehouseError
+from traits.warehouses.arrow_types import DECIMAL_TEXT, portable_batch
+from traits.warehouses.base import APPLICATION_NAME, Warehouse, limited, missing_driver
+from traits.warehouses.pg_errors import connection_error, pg_error
+
+if TYPE_CHECKING:
+    from traits.config.models import PostgresSource
+
+CONNECT_TIMEOUT = 10
+
+
+def session_options(statement_timeout: float) -> str:
+    millis = max(int(statement_timeout * 1000), 1)
+    return f"-c default_transaction_read_only=on -c statement_timeout={millis}"
+
+
+class PostgresWarehouse(Warehouse):
+    config: PostgresSource
+    engine = "Postgres"
+
+    def conninfo(self) -> str:
+        try:
+            from psycopg.conninfo import conninfo_to_dict, make_conninfo
+        except ImportError as e:
+            raise missing_driver("psycopg", "postgres") from e
+        c = self.config
+        params: dict[str, Any] = conninfo_to_dict(c.dsn.get_secret_value()) if c.dsn else {}
+        for key, value in (("host", c.host), ("port", c.port if c.host else None), ("dbname", c.database), ("user", c.user),
+                           ("password", c.password.get_secret_value() if c.password else None), ("sslmode", c.sslmode)):
+            if value is not None:
+                params[key] = value
+        extra = params.get("options", "")
+        params["options"] = (str(extra) + " " + session_options(c.statement_timeout)).strip()
+        params["application_name"] = APPLICATION_NAME
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT)
+        return make_conninfo(**params)
+
+    @property
+    def user(self) -> str | None:
+        if self.config.user:
+            return self.config.user
+        try:
+            from psycopg.conninfo import conninfo_to_dict
+
+            return str(conninfo_to_dict(self.config.dsn.get_secret_value()).get("user")) if self.config.dsn else None
+        except Exception:  # noqa: BLE001 - only for a hint
+            return None
+
+    def driver(self) -> str:
+        if self.config.driver != "auto":
+            return self.config.driver
+        return "adbc" if importlib.util.find_spec("adbc_driver_postgresql") else "psycopg"
+
+    def stream(self, sql: str, *, max_rows: int) -> Iterator[pa.RecordBatch]:
+        wrapped = limited(sql, max_rows)
+        if self.driver() == "adbc":
+            yield from self._stream_adbc(sql, wrapped)
+        else:
+            yield from self._stream_psycopg(sql, wrapped)
+
+    # -- adbc ------------------------------------------------------------------------------
+    def _stream_adbc(self, sql: str, wrapped: str) -> Iterator[pa.RecordBatch]:
+        try:
+            import adbc_driver_postgresql.dbapi as adbc
+            from adbc_driver_manager import Error as AdbcError
+        except ImportError as e:
+            raise missing_driver("adbc-driver-postgresql", "postgres") from e
+        try:
+            conn = adbc.connect(self.conninfo())
+        except AdbcError as e:
+            raise self._error(e, sql, wrapped) from e
+        try:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(wrapped)
+                reader = cursor.fetch_record_batch()
+                yielded = False
+                for batch in reader:
+                    yielded = True
+                    yield portable_batch(batch)
+                if not yielded:
+                    yield portable_batch(pa.RecordBatch.from_pylist([], schema=reader.schema))
+            except AdbcError as e:
+                raise self._error(e, sql, wrapped) from e
+            finally:
+                cursor.close()
+        finally:
+            conn.close()
+
+    # -- psycopg ---------------------------------------------------------------------------
+    def _stream_psycopg(self, sql: str, wrapped: str) -> Iterator[pa.RecordBatch]:
+        try:
+            import psycopg
+        except ImportError as e:
+            raise missing_driver("psycopg", "postgres") from e
+        try:
+            conn = psycopg.connect(self.conninfo())
+        except psycopg.Error as e:
+            raise self._error(e, sql, wrapped) from e
+        try:
+            with conn.cursor(name="sql_traits_result") as cursor:
+                cursor.itersize = self.config.batch_rows
+                try:
+                    cursor.execute(wrapped)
+                    schema = _schema(cursor.description or [])
+                    while True:
+                        rows = cursor.fetchmany(self.config.batch_rows)
+                        yield _batch(rows, schema)
+                        if len(rows) < self.config.batch_rows:
+                            break
+                except psycopg.Error as e:
+                    raise self._error(e, sql, wrapped) from e
+        finally:
+            conn.close()
+
+    # -- errors and checks -----------------------------------------------------------------
+    def _error(self, error: Exception, sql: str, wrapped: str) -> WarehouseError:
+        sqlstate = getattr(error, "sqlstate", None)
+        diag = getattr(error, "diag", None)
+        position = None
+        if diag is not None and getattr(diag, "statement_position", None):
+            position = int(diag.statement_position)
+            message = str(diag.message_primary or error)
+        else:
+            message = _adbc_message(str(error))
+        if sqlstate is None:
+            conn = connection_error(f"source {self.name}", self.engine, message)
+            if conn is not None:
+                return conn
+        return pg_error(self.name, self.engine, sqlstate, message, position=position, wrapped=wrapped, sql=sql,
+                        user=self.user, timeout=self.config.statement_timeout)
+
+    def check(self) -> list[str]:
+        sql = """select table_schema || '.' || table_name from information_schema.tables
+                 where has_table_privilege(quote_ident(table_schema) || '.' || quote_ident(table_name), 'SELECT')
+                   and table_schema not in ('pg_catalog', 'information_schema') order by 1"""
+        names: list[str] = []
+        for batch in self.stream(sql, max_rows=10_000):
+            names.extend(str(v) for v in batch.column(0).to_pylist())
+        who = self.user or "the configured user"
+        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
+        return [f"connected as {who} (read-only session)", f"{len(names)} readable table(s): {shown or 'none'}"]
+
+
+def _adbc_message(text: str) -> str:
+    """ADBC wraps the server's message: keep the server's part."""
+    for marker in ("ERROR:", "FATAL:"):
+        if marker in text:
+            text = text[text.index(marker) :]
+            break
+    return text.split(". SQLSTATE:")[0].split("\nQuery was:")[0]
+
+
+# psycopg's Python values -> Arrow, by type OID
+_OID_TYPES: dict[int, pa.DataType] = {
+    16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 26: pa.int64(),
+    700: pa.float32(), 701: pa.float64(), 1082: pa.date32(), 1083: pa.time64("us"),
+    1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"), 17: pa.binary(), 1186: pa.float64(),
+}
+_JSON_OIDS = {114, 3802}
+
+
+def _schema(description: Any) -> pa.Schema:
+    fields = []
+    for column in description:
+        oid = column.type_code
+        if oid == 1700:
+            fields.append(pa.field(column.name, pa.string(), metadata=DECIMAL_TEXT))
+        elif oid in _JSON_OIDS:
+            fields.append(pa.field(column.name, pa.json_()))
+        else:
+            fields.append(pa.field(column.name, _OID_TYPES.get(oid, pa.string())))
+    return pa.schema(fields)
+
+
+def _batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
+    columns = []
+    for index, field in enumerate(schema):
+        values = [row[index] for row in rows]
+        columns.append(_column(values, field))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def _column(values: list[Any], field: pa.Field) -> pa.Array:
+    t = field.type
+    if isinstance(t, pa.ExtensionType):  # json
+        storage = pa.array([None if v is None else json.dumps(v, separators=(",", ":")) for v in values], pa.string())
+        return pa.ExtensionArray.from_storage(t, storage)
+    if t == pa.float64() and any(isinstance(v, timedelta) for v in values):
+        return pa.array([None if v is None else v.total_seconds() for v in values], t)
+    if t == pa.string():
+        return pa.array([None if v is None else (format(v, "f") if isinstance(v, Decimal) else str(v)) for v in values], t)
+    return pa.array(values, t)
