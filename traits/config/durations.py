@@ -29,7 +29,7 @@ def parse_duration(value: object) -> float:
 def format_duration(seconds: float) -> str:
     seconds = round(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
+        if seconds >= size and seconds % size == 0 and not (unit == "d" and seconds <= 86400):
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 

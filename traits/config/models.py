@@ -151,6 +151,9 @@ class HttpDestinationBase(Model):
     timeout: Seconds = 15.0
     max_attempts: int = Field(default=10, ge=1, le=100)
     max_call_bytes: int = Field(default=32_000, ge=256)
+    #: full-jitter backoff: a retry waits uniform(0, min(retry_backoff_max, retry_backoff * 2**attempt))
+    retry_backoff: Seconds = Field(default=0.5, ge=0)
+    retry_backoff_max: Seconds = Field(default=60.0, ge=0)
 
 
 class SegmentDestination(HttpDestinationBase):
@@ -217,6 +220,8 @@ class Trait(Model):
     enabled: bool = True
     description: str | None = None
     max_rows: int | None = Field(default=None, ge=1)
+    #: the table of known ids for preview's ✓ / ? marks; defaults to the source's for user traits
+    identity: Identity | None = None
 
     @model_validator(mode="after")
     def _one_sql(self) -> Trait:

@@ -62,6 +62,8 @@ class RunOptions:
     full_resync: bool = False
     #: how many calls per destination a dry run shows
     sample_calls: int = 10
+    #: how many result rows a dry run shows (as the JSON values that would be sent)
+    sample_rows: int = 0
     owner: str = field(default_factory=lambda: default_owner())
 
 
@@ -71,6 +73,8 @@ class RunResult:
     exit_code: ExitCode
     #: for dry runs: sample calls per destination
     calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: for dry runs: sample rows as {"id", "user_id" (accounts), "traits"}
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_owner() -> str:
@@ -128,6 +132,7 @@ class _Runner:
         run_dir = self.state.run_dir(record.run_id)
         if persist:
             self.state.save_run(record)
+        self.sample_rows: list[dict[str, Any]] = []
         try:
             result = self._execute(record, run_dir, resumed=resumed)
         except TraitsError as e:
@@ -144,7 +149,7 @@ class _Runner:
         self._finish(record, started, persist, run_dir)
         code = ExitCode.OK if record.status == "ok" else ExitCode.DELIVERY
         log.info("run ended", extra={"trait": self.name, "run_id": record.run_id, "status": record.status, "sent": record.sent, "failed": record.failed})
-        return RunResult(record, code, result)
+        return RunResult(record, code, result, self.sample_rows)
 
     def _finish(self, record: RunRecord, started: float, persist: bool, run_dir: Path) -> None:
         record.finished_at = now_iso()
@@ -165,6 +170,8 @@ class _Runner:
         con = columnar.connect(run_dir, self.config.settings.memory_limit)
         try:
             shape = self._validate(con, staged_path, run_dir / "fingerprint.parquet", record)
+            if self.options.sample_rows:
+                self.sample_rows = _sample(con, shape, staged_path, self.options.sample_rows)
             self._phase(record, "diff")
             differ = LocalDiffer(con, staged_path, run_dir / "fingerprint.parquet", shape)
             changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed and record.phase != "diff")
@@ -257,6 +264,18 @@ class _Runner:
             jobs.append(DeliveryJob(dest, path, builders[destination], Recorder(counts, log_, self.progress.advance), expected))
         self.progress.phase("deliver", total)
         asyncio.run(deliver_all(jobs))
+
+
+def _sample(con: Any, shape: Shape, staged: Path, limit: int) -> list[dict[str, Any]]:
+    import json
+
+    from traits.columnar import sql_path
+
+    uid = shape.uid_sql or "cast(null as varchar)"
+    rows = con.execute(
+        f"select {shape.id_sql}, {uid}, {shape.v_sql} from read_parquet('{sql_path(staged)}') limit {int(limit)}"
+    ).fetchall()
+    return [{"id": r[0], "user_id": r[1], "traits": json.loads(r[2])} for r in rows]
 
 
 def _as_json(body: bytes) -> dict[str, Any]:

@@ -46,9 +46,9 @@ def pg_error(source: str, engine: str, sqlstate: str | None, message: str, *, po
         if match:
             return WarehouseError(f"{where}: {first}", hint=grant_hint(match.group(1), match.group(2).replace('"', ""), user))
         return WarehouseError(f"{where}: {first}", hint="grant the traits user USAGE on the schema and SELECT on the tables it reads")
-    if code in ("42P01", "3F000") or "does not exist" in first and "relation" in first:
+    if code in ("42P01", "3F000") or ("does not exist" in first and "relation" in first):
         return WarehouseError(f"{where}: {first}", hint="check the schema and table names (and that the traits user can see them)")
-    if code == "42601" or code.startswith("42") and "syntax" in first.lower():
+    if code == "42601" or (code.startswith("42") and "syntax" in first.lower()):
         return WarehouseError(f"{where}: SQL syntax error at {sql_position(message, position, wrapped, sql)}: {first}", hint="fix the trait's SQL")
     if code == "57014":
         return WarehouseError(

@@ -11,18 +11,16 @@ all set as connection options, so they hold before the first statement runs.
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Iterator
-from datetime import timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from traits.errors import WarehouseError
-from traits.warehouses.arrow_types import DECIMAL_TEXT, portable_batch
+from traits.warehouses.arrow_types import portable_batch
 from traits.warehouses.base import APPLICATION_NAME, Warehouse, limited, missing_driver
 from traits.warehouses.pg_errors import connection_error, pg_error
+from traits.warehouses.pg_rows import rows_to_batch, schema_for
 
 if TYPE_CHECKING:
     from traits.config.models import PostgresSource
@@ -123,10 +121,10 @@ class PostgresWarehouse(Warehouse):
                 cursor.itersize = self.config.batch_rows
                 try:
                     cursor.execute(wrapped)
-                    schema = _schema(cursor.description or [])
+                    schema = schema_for((c.name, c.type_code) for c in cursor.description or [])
                     while True:
                         rows = cursor.fetchmany(self.config.batch_rows)
-                        yield _batch(rows, schema)
+                        yield rows_to_batch(rows, schema)
                         if len(rows) < self.config.batch_rows:
                             break
                 except psycopg.Error as e:
@@ -170,45 +168,3 @@ def _adbc_message(text: str) -> str:
             text = text[text.index(marker) :]
             break
     return text.split(". SQLSTATE:")[0].split("\nQuery was:")[0]
-
-
-# psycopg's Python values -> Arrow, by type OID
-_OID_TYPES: dict[int, pa.DataType] = {
-    16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 26: pa.int64(),
-    700: pa.float32(), 701: pa.float64(), 1082: pa.date32(), 1083: pa.time64("us"),
-    1114: pa.timestamp("us"), 1184: pa.timestamp("us", tz="UTC"), 17: pa.binary(), 1186: pa.float64(),
-}
-_JSON_OIDS = {114, 3802}
-
-
-def _schema(description: Any) -> pa.Schema:
-    fields = []
-    for column in description:
-        oid = column.type_code
-        if oid == 1700:
-            fields.append(pa.field(column.name, pa.string(), metadata=DECIMAL_TEXT))
-        elif oid in _JSON_OIDS:
-            fields.append(pa.field(column.name, pa.json_()))
-        else:
-            fields.append(pa.field(column.name, _OID_TYPES.get(oid, pa.string())))
-    return pa.schema(fields)
-
-
-def _batch(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.RecordBatch:
-    columns = []
-    for index, field in enumerate(schema):
-        values = [row[index] for row in rows]
-        columns.append(_column(values, field))
-    return pa.RecordBatch.from_arrays(columns, schema=schema)
-
-
-def _column(values: list[Any], field: pa.Field) -> pa.Array:
-    t = field.type
-    if isinstance(t, pa.ExtensionType):  # json
-        storage = pa.array([None if v is None else json.dumps(v, separators=(",", ":")) for v in values], pa.string())
-        return pa.ExtensionArray.from_storage(t, storage)
-    if t == pa.float64() and any(isinstance(v, timedelta) for v in values):
-        return pa.array([None if v is None else v.total_seconds() for v in values], t)
-    if t == pa.string():
-        return pa.array([None if v is None else (format(v, "f") if isinstance(v, Decimal) else str(v)) for v in values], t)
-    return pa.array(values, t)

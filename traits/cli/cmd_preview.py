@@ -1,0 +1,130 @@
+"""``traits preview``: what a run would do now, before it does it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.table import Table
+
+from traits import columnar
+from traits.cli.context import Context, check_trait
+from traits.cli.output import TerminalProgress, emit_json, error_line, escape, stdout
+from traits.config import Config
+from traits.errors import ExitCode
+from traits.pipeline.run import RunOptions, run_trait
+from traits.state.base import StateStore
+from traits.warehouses import open_warehouse
+
+
+@click.command()
+@click.argument("name")
+@click.option("--limit", default=10, show_default=True, help="Sample rows (and calls per destination) to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def preview(obj: Context, name: str, limit: int, as_json: bool) -> None:
+    """Run NAME's SQL, validate it, show sample rows and what a run would send now.
+
+    The whole query runs (so the counts are exact) and nothing is sent or recorded.
+    """
+    config = obj.config()
+    check_trait(config, name)
+    state = obj.state(config)
+    try:
+        with TerminalProgress(name, enabled=None if not as_json else False) as progress:
+            result = run_trait(config, state, name, RunOptions(dry_run=True, sample_calls=limit, sample_rows=limit), progress)
+        record = result.record
+        known, basis = _known_ids(config, state, name, [str(r["id"]) for r in result.rows]) if result.rows else (set(), "")
+    finally:
+        state.close()
+    if as_json:
+        emit_json({
+            "ok": result.exit_code == ExitCode.OK, "exit_code": int(result.exit_code), "trait": name,
+            "valid": record.status not in ("invalid", "failed"), "status": record.status if record.status != "running" else "ok",
+            "error": record.error, "rows": record.rows, "known_by": basis,
+            "sample": [{**r, "known": str(r["id"]) in known} for r in result.rows],
+            "destinations": {d: {"added": c.added, "changed": c.changed, "exited": c.exited, "unchanged": c.unchanged}
+                             for d, c in record.destinations.items()},
+            "calls": result.calls,
+        })
+        if record.error:
+            error_line(f"trait {name}: {record.error}")
+        raise SystemExit(int(result.exit_code))
+    if record.error:
+        stdout.print(f"[red]✗[/] [bold]{escape(name)}[/]: the result is not valid, a run would send nothing", markup=True)
+        error_line(f"trait {name}: {record.error}")
+        raise SystemExit(int(result.exit_code))
+    _print_sample(name, record.rows, result.rows, known, basis)
+    _print_plan(record.destinations, config.traits[name].destinations)
+    if result.calls:
+        for destination, calls in result.calls.items():
+            if calls:
+                stdout.print(f"[dim]first {len(calls)} call(s) to {escape(destination)}:[/]", markup=True)
+                for call in calls[:3]:
+                    stdout.print("  " + escape(json.dumps(call, ensure_ascii=False)), markup=True)
+    raise SystemExit(int(result.exit_code))
+
+
+def _print_sample(name: str, rows: int, sample: list[dict[str, Any]], known: set[str], basis: str) -> None:
+    stdout.print(f"[green]✓[/] [bold]{escape(name)}[/]: {rows:,} rows, valid", markup=True)
+    if not sample:
+        return
+    keys = list(dict.fromkeys(k for r in sample for k in r["traits"]))
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("")
+    table.add_column("id")
+    if any(r.get("user_id") for r in sample):
+        table.add_column("user_id")
+    for key in keys:
+        table.add_column(key)
+    for r in sample:
+        cells = ["[green]✓[/]" if str(r["id"]) in known else "[yellow]?[/]", escape(str(r["id"]))]
+        if any(x.get("user_id") for x in sample):
+            cells.append(escape(str(r.get("user_id") or "")))
+        cells.extend(escape(json.dumps(r["traits"].get(k), ensure_ascii=False)) for k in keys)
+        table.add_row(*cells)
+    stdout.print(table)
+    if basis:
+        stdout.print(f"[dim]✓ known / ? unknown id, by {escape(basis)}[/]", markup=True)
+
+
+def _print_plan(counts: dict[str, Any], destinations: list[str]) -> None:
+    if not destinations:
+        stdout.print("no destinations: a run computes and validates only")
+        return
+    stdout.print("a run now would send:")
+    for destination in destinations:
+        c = counts.get(destination)
+        if c is None:
+            continue
+        stdout.print(
+            f"  → {escape(destination)}: +{c.added:,} added · {c.changed:,} changed · {c.exited:,} exited "
+            f"· {c.unchanged:,} unchanged"
+        )
+
+
+def _known_ids(config: Config, state: StateStore, name: str, ids: list[str]) -> tuple[set[str], str]:
+    """Which sample ids are known: by the source's identity table, else by the snapshots."""
+    trait = config.traits[name]
+    source = config.sources[trait.source]
+    identity = trait.identity or (source.identity if trait.kind == "user" else None)
+    if identity is not None:
+        with open_warehouse(trait.source, source, config.directory) as warehouse:
+            found = warehouse.known_ids(identity.table, identity.column, ids)
+        return found, f"{identity.table}.{identity.column}"
+    files = [f for d in trait.destinations for f in state.snapshot_files(name, d)]
+    if not files:
+        return set(), "ids already synced (none yet)"
+    con = columnar.connect()
+    try:
+        found = set()
+        for destination in trait.destinations:
+            snapshot = state.snapshot_files(name, destination)
+            if snapshot:
+                placeholders = ", ".join("?" for _ in ids)
+                rows = con.execute(f"select id from ({columnar.latest_rows(snapshot, 'id, deleted')}) where id in ({placeholders})", ids).fetchall()
+                found.update(str(r[0]) for r in rows)
+    finally:
+        con.close()
+    return found, "ids already synced"

@@ -1,0 +1,116 @@
+"""``traits run``: run traits now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from traits.cli.context import Context, check_trait
+from traits.cli.output import TerminalProgress, emit_json, error_line, escape, stdout
+from traits.config.env import redact
+from traits.errors import ExitCode, TraitsError, exit_code_for
+from traits.pipeline.run import RunOptions, RunResult, run_trait
+
+
+_MARK = {"ok": "[green]✓[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]", "invalid": "[red]✗[/]", "failed": "[red]✗[/]"}
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every enabled trait.")
+@click.option("--dry-run", is_flag=True, help="Stop after the diff and show the calls it would send.")
+@click.option("--force", is_flag=True, help="Send even when the blast-radius guard would stop the run.")
+@click.option("--full-resync", is_flag=True, help="Send every row again, changed or not.")
+@click.option("--limit", default=5, show_default=True, help="Calls per destination a dry run shows.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def run(obj: Context, names: tuple[str, ...], run_all: bool, dry_run: bool, force: bool, full_resync: bool, limit: int, as_json: bool) -> None:
+    """Run traits now: query, validate, diff, deliver, commit."""
+    config = obj.config()
+    if run_all and names:
+        raise click.UsageError("name traits or pass --all, not both")
+    if not run_all and not names:
+        raise click.UsageError("name the traits to run, or pass --all")
+    selected = [n for n, t in config.traits.items() if t.enabled] if run_all else list(dict.fromkeys(names))
+    for name in selected:
+        check_trait(config, name)
+    state = obj.state(config)
+    results: list[dict[str, Any]] = []
+    code = ExitCode.OK
+    try:
+        for name in selected:
+            options = RunOptions(dry_run=dry_run, force=force, full_resync=full_resync, sample_calls=limit)
+            try:
+                with TerminalProgress(name, enabled=None if not as_json else False) as progress:
+                    result = run_trait(config, state, name, options, progress)
+            except TraitsError as e:  # the trait could not start (busy, state): others still run
+                code = max(code, e.exit_code)
+                error_line(str(e))
+                results.append({"trait": name, "status": "skipped", "error": redact(str(e)), "exit_code": int(e.exit_code)})
+                continue
+            except Exception as e:  # noqa: BLE001 - one trait's failure never stops another
+                code = max(code, exit_code_for(e))
+                error_line(f"trait {name}: {type(e).__name__}: {e}")
+                results.append({"trait": name, "status": "failed", "error": redact(str(e)), "exit_code": int(ExitCode.INVALID)})
+                continue
+            code = max(code, result.exit_code)
+            results.append(_as_dict(result, dry_run))
+            if not as_json:
+                _print(result, dry_run)
+            elif result.record.error:
+                error_line(f"trait {name}: {result.record.error}")
+    finally:
+        state.close()
+    if as_json:
+        emit_json({"ok": code == ExitCode.OK, "exit_code": int(code), "dry_run": dry_run, "runs": results})
+    raise SystemExit(int(code))
+
+
+def _as_dict(result: RunResult, dry_run: bool) -> dict[str, Any]:
+    data = result.record.to_dict()
+    data["exit_code"] = int(result.exit_code)
+    if dry_run:
+        data["calls"] = result.calls
+    return data
+
+
+def _print(result: RunResult, dry_run: bool) -> None:
+    r = result.record
+    mark = _MARK.get(r.status, "•")
+    title = f"{mark} [bold]{escape(r.trait)}[/]"
+    if r.status in ("invalid", "guarded", "failed") and not r.destinations:
+        error_line(f"trait {r.trait}: {r.error}")
+        stdout.print(f"{title}  {r.status}", markup=True)
+        return
+    stdout.print(
+        f"{title}  {r.rows:,} rows · +{r.added:,} added · {r.changed:,} changed · {r.exited:,} exited · "
+        f"{r.unchanged:,} unchanged" + ("  [dim](dry run: nothing sent)[/]" if dry_run else f"  [dim]{r.duration or 0:.1f}s[/]"),
+        markup=True,
+    )
+    for name, c in r.destinations.items():
+        line = f"    → {escape(name)}: +{c.added:,} ~{c.changed:,} -{c.exited:,}"
+        if not dry_run:
+            line += f" · {c.sent:,} sent" + (f" · [red]{c.failed:,} failed[/]" if c.failed else "")
+        if c.error:
+            line += f" · [red]{escape(c.error)}[/]"
+        stdout.print(line, markup=True)
+        for rejection in c.rejections[:3]:
+            stdout.print(f"      [red]rejected[/] {escape(rejection['id'])}: {escape(rejection['reason'])}", markup=True)
+    if r.status in ("invalid", "guarded", "failed") and r.error:
+        error_line(f"trait {r.trait}: {r.error}")
+    if dry_run:
+        _print_calls(result)
+
+
+def _print_calls(result: RunResult) -> None:
+    import json
+
+    for destination, calls in result.calls.items():
+        if not calls:
+            continue
+        stdout.print(f"    [dim]first {len(calls)} call(s) to {escape(destination)}:[/]", markup=True)
+        for call in calls:
+            stdout.print("      " + escape(json.dumps(call, ensure_ascii=False)), markup=True)
+
+

@@ -1,0 +1,88 @@
+"""The ``traits`` command. Exit codes are mapped in one place: ``main``."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from traits import __version__
+from traits.cli.context import make_context
+from traits.cli.output import emit_json, error_line
+from traits.config.env import redact
+from traits.errors import ExitCode, TraitsError
+
+
+class TraitsGroup(click.Group):
+    """Turns every error into one line on stderr and its documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TraitsError as e:
+            _report(ctx, str(e), e.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # noqa: BLE001 - the one place unexpected errors become a line
+            debug = bool(ctx.find_root().params.get("debug"))
+            if debug:
+                traceback.print_exc()
+            _report(ctx, f"internal error: {type(e).__name__}: {e} (run with --debug for the trace)", ExitCode.INVALID)
+        return None
+
+
+def _report(ctx: click.Context, message: str, code: ExitCode) -> None:
+    error_line(message)
+    sub = ctx.invoked_subcommand
+    sub_ctx = ctx
+    wants_json = "--json" in sys.argv[1:]
+    if wants_json:
+        emit_json({"ok": False, "error": redact(message), "exit_code": int(code), "command": sub or sub_ctx.info_name})
+    ctx.exit(int(code))
+
+
+@click.group(cls=TraitsGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_dir", envvar="TRAITS_CONFIG", metavar="DIR", help="Config directory (default ./config, or TRAITS_CONFIG).")
+@click.option("--debug", is_flag=True, help="Show stack traces and debug logs.")
+@click.version_option(__version__, prog_name="sql-traits")
+@click.pass_context
+def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
+    """sql-traits: run SQL on your warehouse and send only what changed.
+
+    Exit codes: 0 ok · 1 invalid result, guarded, or trait busy · 2 config or usage error ·
+    3 warehouse error · 4 delivery failed.
+    """
+    from traits.cli.logging_setup import configure
+
+    configure(debug)
+    ctx.obj = make_context(config_dir, debug)
+
+
+def _register() -> None:
+    from traits.cli import cmd_demo, cmd_inspect, cmd_preview, cmd_run, cmd_validate
+
+    cli.add_command(cmd_validate.validate)
+    cli.add_command(cmd_preview.preview)
+    cli.add_command(cmd_run.run)
+    cli.add_command(cmd_inspect.history)
+    cli.add_command(cmd_inspect.status)
+    cli.add_command(cmd_inspect.reset)
+    cli.add_command(cmd_inspect.daemon)
+    cli.add_command(cmd_demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="traits", standalone_mode=True)
+    except KeyboardInterrupt:
+        error_line("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

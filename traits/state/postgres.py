@@ -1,0 +1,440 @@
+"""The state store in a Postgres schema, for a daemon that must survive losing its disk.
+
+Same contract as the local store (``traits.state.base``), in a schema (``sql_traits`` unless
+the DSN says ``?schema=name``) created on first use:
+
+- ``runs`` and ``kv``: history and the scheduler's small values, as JSON;
+- a lock per trait: ``pg_try_advisory_lock`` held on a session of its own for the whole run,
+  so Postgres releases it when the holder's connection ends (its process died, its host
+  vanished: the session sets TCP keepalives). ``locks`` names the holder for error messages;
+- ``snapshot_rows`` (trait, destination, id) → h, v: the snapshot itself, with ``snapshots``
+  giving each one a version and a random token that change on every commit or reset;
+- ``acks``: the acknowledged ids of each run and destination, committed per ``append``.
+
+The pipeline diffs over local Parquet files, so ``snapshot_files`` exports the current
+snapshot to a cache under ``work_dir`` named by its token (an unchanged snapshot is not
+exported again). Bulk moves go through COPY in CSV, converted by the columnar engine, so no
+Python loop ever touches the rows. ``h`` is an unsigned 64-bit hash; it is stored in a
+signed ``bigint`` shifted by 2**63.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from traits.columnar import connect as duck_connect
+from traits.columnar import sql_path
+from traits.config.env import redact
+from traits.destinations.base import Call
+from traits.errors import LockedError, StateError
+from traits.state.base import AckLog, StateStore
+from traits.state.records import RunRecord
+
+if TYPE_CHECKING:
+    import psycopg
+
+DEFAULT_SCHEMA = "sql_traits"
+#: the shift between DuckDB's UBIGINT hash and Postgres's signed bigint
+_SHIFT = "9223372036854775808"
+#: cache files of older snapshot versions are kept this long for readers still using them
+CACHE_GRACE_SECONDS = 3600.0
+COPY_CHUNK = 1 << 20
+
+_TABLES = """
+create table if not exists {s}.runs (
+    run_id text primary key,
+    trait text not null,
+    started_at text not null,
+    status text not null,
+    record jsonb not null,
+    seq bigserial
+);
+create index if not exists runs_by_trait on {s}.runs (trait, started_at);
+create table if not exists {s}.kv (key text primary key, value jsonb not null);
+create table if not exists {s}.locks (
+    trait text primary key,
+    holder text not null,
+    acquired_at timestamptz not null default now()
+);
+create table if not exists {s}.snapshots (
+    trait text not null,
+    destination text not null,
+    version bigint not null,
+    token text not null,
+    primary key (trait, destination)
+);
+create table if not exists {s}.snapshot_rows (
+    trait text not null,
+    destination text not null,
+    id text not null,
+    h bigint,
+    v text,
+    primary key (trait, destination, id)
+);
+create table if not exists {s}.acks (
+    run_id text not null,
+    trait text not null,
+    destination text not null,
+    id text not null
+);
+create index if not exists acks_by_run on {s}.acks (run_id, destination);
+"""
+
+
+def split_dsn(dsn: str) -> tuple[str, str]:
+    """The DSN libpq accepts and the schema (``?schema=`` is ours, libpq would refuse it)."""
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), DEFAULT_SCHEMA)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def describe_dsn(dsn: str) -> str:
+    """Where the store is, without credentials."""
+    parts = urlsplit(dsn)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{host}{port}{parts.path}"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _cache_name(version: object, token: object) -> str:
+    return f"{int(str(version)):012d}-{token}.parquet"
+
+
+def _lock_key(schema: str, trait: str) -> int:
+    """A signed 64-bit advisory lock key for one trait in one schema (advisory locks are per database)."""
+    digest = hashlib.blake2b(f"sql-traits\0{schema}\0{trait}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PostgresAckLog(AckLog):
+    """Acknowledged ids, one transaction per ``append`` on a connection of the log's own."""
+
+    def __init__(self, store: PostgresStateStore, run_id: str, trait: str, destination: str) -> None:
+        self.store = store
+        self.key = (run_id, trait, destination)
+        self._conn = store._connect(autocommit=False)
+
+    def append(self, calls: Sequence[Call]) -> None:
+        if not calls:
+            return
+        with self.store._errors("recording acknowledgements"):
+            table = f"{self.store.s}.acks"
+            with self._conn.cursor() as cur, cur.copy(f"copy {table} (run_id, trait, destination, id) from stdin") as copy:
+                for call in calls:
+                    copy.write_row((*self.key, call.key))
+            self._conn.commit()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresStateStore(StateStore):
+    def __init__(self, dsn: str, work_dir: Path, schema: str | None = None) -> None:
+        try:
+            import psycopg  # noqa: F401 - fail here, with the install hint
+        except ImportError:
+            raise StateError(
+                "the Postgres state store needs psycopg", hint="pip install 'sql-traits[postgres]'"
+            ) from None
+        self.dsn, dsn_schema = split_dsn(dsn)
+        self.schema = schema or dsn_schema
+        self.s = _ident(self.schema)
+        self.where = f"{describe_dsn(self.dsn)} (schema {self.schema})"
+        self.work_dir = work_dir
+        self._mutex = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        try:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StateError(f"cannot create the work directory {work_dir}: {e.strerror}") from e
+        self._create_schema()
+
+    # -- connections -----------------------------------------------------------------------
+    def _connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.dsn, autocommit=autocommit, application_name="sql-traits", connect_timeout=10)
+        except psycopg.Error as e:
+            raise StateError(
+                f"cannot connect to the state store {self.where}: {redact(str(e)).strip()}",
+                hint="check settings.state (or TRAITS_STATE) and that the server is running",
+            ) from e
+
+    @contextmanager
+    def _db(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """The store's shared connection (reopened if it broke), one transaction per use."""
+        with self._mutex, self._errors(what):
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = self._connect()
+            with self._conn.transaction():
+                yield self._conn
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        import psycopg
+
+        try:
+            yield
+        except psycopg.Error as e:
+            raise StateError(f"the state store {self.where} failed {what}: {redact(str(e)).strip()}") from e
+
+    def _create_schema(self) -> None:
+        with self._db("creating its schema") as conn:
+            # concurrent ``create ... if not exists`` can still collide; serialize them
+            conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(self.schema, "\0schema"),))
+            conn.execute(f"create schema if not exists {self.s}")
+            conn.execute(_TABLES.format(s=self.s))
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- history ---------------------------------------------------------------------------
+    def save_run(self, run: RunRecord) -> None:
+        from psycopg.types.json import Jsonb
+
+        with self._db("saving a run") as conn:
+            conn.execute(
+                f"insert into {self.s}.runs (run_id, trait, started_at, status, record) values (%s, %s, %s, %s, %s) "
+                "on conflict (run_id) do update set status = excluded.status, record = excluded.record",
+                (run.run_id, run.trait, run.started_at, run.status, Jsonb(run.to_dict())),
+            )
+
+    def runs(self, trait: str | None = None, limit: int = 20) -> list[RunRecord]:
+        where = "where trait = %(trait)s" if trait is not None else ""
+        with self._db("reading history") as conn:
+            rows = conn.execute(
+                f"select record from {self.s}.runs {where} order by started_at desc, seq desc limit %(limit)s",
+                {"trait": trait, "limit": limit},
+            ).fetchall()
+        return [RunRecord.from_dict(r[0]) for r in rows]
+
+    def interrupted_run(self, trait: str) -> RunRecord | None:
+        with self._db("reading history") as conn:
+            row = conn.execute(
+                f"select record from {self.s}.runs where trait = %s and status = 'running' order by started_at desc, seq desc limit 1",
+                (trait,),
+            ).fetchone()
+        return RunRecord.from_dict(row[0]) if row else None
+
+    # -- locks -----------------------------------------------------------------------------
+    @contextmanager
+    def lock(self, trait: str, owner: str) -> Iterator[None]:
+        conn = self._connect()
+        try:
+            with self._errors(f"locking trait {trait}"):
+                # a holder whose host vanished is dropped after about 60 + 3 * 10 seconds
+                conn.execute("set tcp_keepalives_idle = 60; set tcp_keepalives_interval = 10; set tcp_keepalives_count = 3")
+                row = conn.execute("select pg_try_advisory_lock(%s)", (_lock_key(self.schema, trait),)).fetchone()
+            if not (row and row[0]):
+                holder = self.lock_holder(trait) or "another process"
+                raise LockedError(f"trait {trait} is already running ({holder})", hint="wait for that run to finish")
+            with self._errors(f"locking trait {trait}"):
+                conn.execute(
+                    f"insert into {self.s}.locks (trait, holder) values (%s, %s) "
+                    "on conflict (trait) do update set holder = excluded.holder, acquired_at = now()",
+                    (trait, owner),
+                )
+            yield
+            with self._errors(f"unlocking trait {trait}"):
+                conn.execute(f"delete from {self.s}.locks where trait = %s and holder = %s", (trait, owner))
+        finally:
+            conn.close()  # ends the session, which releases the advisory lock
+
+    def lock_holder(self, trait: str) -> str | None:
+        key = _lock_key(self.schema, trait)
+        with self._db("reading locks") as conn:
+            # the advisory lock decides; the row only names the holder (a dead one leaves a stale row)
+            row = conn.execute(
+                f"""select exists (select 1 from pg_locks where locktype = 'advisory' and granted and database =
+                        (select oid from pg_database where datname = current_database())
+                        and classid = ((%(k)s >> 32) & 4294967295)::bigint::oid and objid = (%(k)s & 4294967295)::bigint::oid
+                        and objsubid = 1),
+                    (select holder from {self.s}.locks where trait = %(t)s)""",
+                {"k": key, "t": trait},
+            ).fetchone()
+        if not row or not row[0]:
+            return None
+        return str(row[1] or "another process")
+
+    # -- snapshots -------------------------------------------------------------------------
+    def _cache_dir(self, trait: str, destination: str) -> Path:
+        store = hashlib.blake2b(f"{describe_dsn(self.dsn)}\0{self.schema}".encode(), digest_size=6).hexdigest()
+        return self.work_dir / "pg-cache" / store / trait / destination
+
+    def snapshot_files(self, trait: str, destination: str) -> list[Path]:
+        with self._db("reading a snapshot") as conn:
+            row = conn.execute(
+                f"select version, token from {self.s}.snapshots where trait = %s and destination = %s", (trait, destination)
+            ).fetchone()
+        if row is None:
+            return []
+        cache = self._cache_dir(trait, destination)
+        path = cache / _cache_name(row[0], row[1])
+        if not path.exists():
+            exported = self._export(trait, destination, cache)
+            if exported is None:  # reset meanwhile
+                return []
+            path = exported
+        os.utime(path)  # marks it in use, so ``_prune`` leaves it for a while
+        self._prune(cache, keep=path)
+        return [path]
+
+    def _export(self, trait: str, destination: str, cache: Path) -> Path | None:
+        """Write the snapshot as it is now to the cache; returns None if there is none."""
+        cache.mkdir(parents=True, exist_ok=True)
+        stem = f"export.{os.getpid()}.{threading.get_ident()}"
+        csv, tmp = cache / f"{stem}.csv", cache / f"{stem}.tmp"
+        try:
+            with self._errors("exporting a snapshot"):
+                conn = self._connect(autocommit=False)
+                try:
+                    # repeatable read: the version and the rows come from one moment
+                    conn.execute("set transaction isolation level repeatable read")
+                    row = conn.execute(
+                        f"select version, token from {self.s}.snapshots where trait = %s and destination = %s", (trait, destination)
+                    ).fetchone()
+                    if row is None:
+                        return None
+                    path = cache / _cache_name(row[0], row[1])
+                    query = (
+                        f"copy (select id, h, v from {self.s}.snapshot_rows where trait = %s and destination = %s) "
+                        "to stdout (format csv)"
+                    )
+                    with conn.cursor() as cur, open(csv, "wb") as out, cur.copy(query, (trait, destination)) as copy:
+                        for chunk in copy:
+                            out.write(chunk)
+                finally:
+                    conn.close()
+            con = duck_connect(cache)
+            try:
+                # allow_quoted_nulls = false: Postgres writes NULL bare and an empty string as ""
+                con.execute(
+                    f"""COPY (select id, cast(cast(h as hugeint) + {_SHIFT} as ubigint) as h, v, false as deleted
+                        from read_csv('{sql_path(csv)}', header = false, quote = '"', escape = '"', allow_quoted_nulls = false,
+                                      columns = {{'id': 'VARCHAR', 'h': 'BIGINT', 'v': 'VARCHAR'}}))
+                    TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)"""
+                )
+            finally:
+                con.close()
+            os.replace(tmp, path)
+            return path
+        finally:
+            csv.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+
+    def _prune(self, cache: Path, keep: Path) -> None:
+        """Drop older versions once nobody has used them for a while (a preview may still read one)."""
+        cutoff = time.time() - CACHE_GRACE_SECONDS
+        for old in cache.glob("*.parquet"):
+            try:
+                if old != keep and old.stat().st_mtime < cutoff:
+                    old.unlink()
+            except FileNotFoundError:
+                pass
+
+    def ack_log(self, run_id: str, trait: str, destination: str) -> AckLog:
+        return PostgresAckLog(self, run_id, trait, destination)
+
+    def has_acks(self, run_id: str, trait: str, destination: str) -> bool:
+        with self._db("reading acknowledgements") as conn:
+            row = conn.execute(
+                f"select exists (select 1 from {self.s}.acks where run_id = %s and destination = %s)", (run_id, destination)
+            ).fetchone()
+        return bool(row and row[0])
+
+    def commit(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
+        if not self.has_acks(run_id, trait, destination):
+            return
+        csv = changes.with_name(f"{changes.name}.{os.getpid()}.commit.csv")
+        if changes.exists():
+            con = duck_connect(changes.parent)
+            try:
+                con.execute(
+                    f"""COPY (select id, cast(cast(h as hugeint) - {_SHIFT} as bigint) as h, v, change = 'exited' as deleted
+                        from read_parquet('{sql_path(changes)}'))
+                    TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, v))"""
+                )
+            finally:
+                con.close()
+        try:
+            self._fold(run_id, trait, destination, csv if changes.exists() else None)
+        finally:
+            csv.unlink(missing_ok=True)
+
+    def _fold(self, run_id: str, trait: str, destination: str, csv: Path | None) -> None:
+        """In one transaction: apply the acknowledged rows, forget the acks, bump the version."""
+        s, key = self.s, {"r": run_id, "t": trait, "d": destination}
+        with self._db("committing a snapshot") as conn:
+            if csv is not None:
+                conn.execute("create temp table if not exists pending (id text, h bigint, v text, deleted boolean)")
+                conn.execute("truncate pending")
+                with conn.cursor() as cur, cur.copy("copy pending from stdin (format csv)") as copy, open(csv, "rb") as f:
+                    while chunk := f.read(COPY_CHUNK):
+                        copy.write(chunk)
+                acked = f"p.id in (select id from {s}.acks where run_id = %(r)s and destination = %(d)s)"
+                conn.execute(
+                    f"delete from {s}.snapshot_rows r using pending p where {acked} and p.deleted "
+                    "and r.trait = %(t)s and r.destination = %(d)s and r.id = p.id",
+                    key,
+                )
+                conn.execute(
+                    f"""insert into {s}.snapshot_rows (trait, destination, id, h, v)
+                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.h, p.v from pending p where {acked} and not p.deleted
+                    on conflict (trait, destination, id) do update set h = excluded.h, v = excluded.v""",
+                    key,
+                )
+                conn.execute(
+                    f"""insert into {s}.snapshots (trait, destination, version, token) values (%(t)s, %(d)s, 1, %(k)s)
+                    on conflict (trait, destination) do update set version = {s}.snapshots.version + 1, token = excluded.token""",
+                    {**key, "k": uuid.uuid4().hex},
+                )
+                conn.execute("truncate pending")
+            # the rows are folded (or there was no change file): the log has done its work
+            conn.execute(f"delete from {s}.acks where run_id = %(r)s and destination = %(d)s", key)
+
+    def reset(self, trait: str, destination: str | None = None) -> list[str]:
+        names = [destination] if destination else self.snapshot_destinations(trait)
+        with self._db("resetting a snapshot") as conn:
+            for name in names:
+                conn.execute(f"delete from {self.s}.snapshot_rows where trait = %s and destination = %s", (trait, name))
+                conn.execute(f"delete from {self.s}.snapshots where trait = %s and destination = %s", (trait, name))
+        return names
+
+    def snapshot_destinations(self, trait: str) -> list[str]:
+        with self._db("reading snapshots") as conn:
+            rows = conn.execute(f"select destination from {self.s}.snapshots where trait = %s order by 1", (trait,)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    # -- small values ----------------------------------------------------------------------
+    def get_value(self, key: str) -> Any:
+        with self._db("reading a value") as conn:
+            row = conn.execute(f"select value from {self.s}.kv where key = %s", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_value(self, key: str, value: Any) -> None:
+        from psycopg.types.json import Jsonb
+
+        with self._db("writing a value") as conn:
+            conn.execute(
+                f"insert into {self.s}.kv (key, value) values (%s, %s) on conflict (key) do update set value = excluded.value",
+                (key, Jsonb(value)),
+            )
