@@ -29,7 +29,9 @@ class FileDestination(Destination):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
-            raise ConfigError(f"destination {self.name}: cannot write {self.path}: {e.strerror}", hint="check the path and its permissions") from e
+            raise ConfigError(
+                f"destination {self.name}: cannot write {self.path}: {e.strerror}", hint="check the path and its permissions"
+            ) from e
 
     async def deliver(self, calls: AsyncIterator[Call], report: DeliveryReport) -> None:
         try:

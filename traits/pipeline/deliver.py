@@ -1,13 +1,16 @@
 """Deliver: stream each destination's change file into it as calls, and record what it acked.
 
 Destinations run concurrently; one that fails or pauses never holds back another. Each
-acknowledged batch is written to the run's ack log (durably) before the destination moves
-on, which is what lets a killed run resume without losing anything.
+acknowledged batch is written to the run's ack log (durably) before ``acknowledged`` returns,
+which is what lets a killed run resume without losing anything. HTTP destinations call
+``acknowledged`` from a worker thread so an fsync never stalls the event loop; the recorder
+serializes appends with a lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +55,11 @@ def preview_calls(changes: Path, builder: CallBuilder, limit: int) -> list[Call]
     return found
 
 
-async def calls_from(changes: Path, builder: CallBuilder, log: AckLog) -> AsyncIterator[Call]:
+async def calls_from(changes: Path, builder: CallBuilder, recorder: Recorder) -> AsyncIterator[Call]:
     """Yield the calls of a change file; ids that need no call are acknowledged as they pass."""
     for calls, skipped in _chunks(changes, builder):
         if skipped:
-            log.append([Call(key=k, change="exited", message_id="", body=b"") for k in skipped])
+            recorder.settle_without_call(skipped)
         for call in calls:
             yield call
         await asyncio.sleep(0)
@@ -70,16 +73,25 @@ class Recorder:
         self.log = log
         self.on_progress = on_progress
         self.stop_reason: str | None = None
+        #: acknowledgements may come from worker threads; one append (and fsync) at a time
+        self._lock = threading.Lock()
 
     def acknowledged(self, calls: Sequence[Call]) -> None:
-        self.log.append(calls)
-        self.counts.sent += len(calls)
+        with self._lock:
+            self.log.append(calls)
+            self.counts.sent += len(calls)
         if self.on_progress is not None:
             self.on_progress(len(calls))
 
+    def settle_without_call(self, keys: Sequence[str]) -> None:
+        """Ids that need no call (exits kept with ``on_exit: keep``): logged so the snapshot drops them."""
+        with self._lock:
+            self.log.append([Call(key=k, change="exited", message_id="", body=b"") for k in keys])
+
     def rejected(self, call: Call, reason: str) -> None:
-        if len(self.counts.rejections) < MAX_REJECTIONS_KEPT:
-            self.counts.rejections.append({"id": call.key, "messageId": call.message_id, "reason": redact(reason)[:500]})
+        with self._lock:
+            if len(self.counts.rejections) < MAX_REJECTIONS_KEPT:
+                self.counts.rejections.append({"id": call.key, "messageId": call.message_id, "reason": redact(reason)[:500]})
 
     def stopped(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -103,7 +115,7 @@ async def deliver_all(jobs: list[DeliveryJob]) -> None:
 async def _deliver_one(job: DeliveryJob) -> None:
     counts = job.recorder.counts
     try:
-        await job.destination.deliver(calls_from(job.changes, job.builder, job.recorder.log), job.recorder)
+        await job.destination.deliver(calls_from(job.changes, job.builder, job.recorder), job.recorder)
     except Exception as e:  # noqa: BLE001 - one destination's failure never stops another
         job.recorder.stopped(f"{type(e).__name__}: {e}")
     finally:

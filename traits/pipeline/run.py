@@ -179,6 +179,7 @@ class _Runner:
             con.close()
         builders = {d: self._builder(d, record) for d in self.trait.destinations}
         if self.options.dry_run:
+            record.status = "ok"
             return {d: [_as_json(c.body) for c in preview_calls(changes[d], builders[d], self.options.sample_calls)] for d in changes}
         self._phase(record, "deliver")
         self._deliver(record, changes, builders)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from traits.state import sql
 #: compact when a snapshot has more files than this, or its later files hold this share of rows
 MAX_FILES = 8
 MAX_DELTA_SHARE = 0.25
+#: files replaced by compaction are deleted this much later: a reader without the trait's
+#: lock (preview, a dry run) may have listed them just before the manifest changed
+RETIRE_SECONDS = 600.0
 
 
 def fsync_dir(path: Path) -> None:
@@ -96,20 +100,27 @@ class SnapshotDir:
         tmp = self.path / (name + ".tmp")
         rows = sql.compact(files, tmp)
         finish_file(tmp, self.path / name)
-        self._write([name], [rows], generation=generation)
-        for old in files:
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        now = time.time()
+        retired = [*self.manifest().get("retired", []), *([old.name, now] for old in files if old.name != name)]
+        kept = []
+        for old_name, since in retired:
+            if now - since > RETIRE_SECONDS:
+                (self.path / old_name).unlink(missing_ok=True)
+            else:
+                kept.append([old_name, since])
+        self._write([name], [rows], generation=generation, retired=kept)
 
     def clear(self) -> None:
-        files = self.files()
+        files = self.files() + [self.path / name for name, _ in self.manifest().get("retired", [])]
         self.manifest_path.unlink(missing_ok=True)
         for old in files:
             old.unlink(missing_ok=True)
 
-    def _write(self, files: list[str], counts: list[int], generation: int | None = None) -> None:
+    def _write(self, files: list[str], counts: list[int], generation: int | None = None, retired: list[list[object]] | None = None) -> None:
         manifest = self.manifest()
         manifest.update(files=files, rows=counts)
         if generation is not None:
             manifest["generation"] = generation
+        if retired is not None:
+            manifest["retired"] = retired
         write_atomic(self.manifest_path, json.dumps(manifest).encode())

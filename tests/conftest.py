@@ -1,0 +1,136 @@
+"""Shared fixtures: a throwaway project (config dir + warehouse + file destination) and Postgres."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+PG_DSN = os.environ.get("TRAITS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def postgres_available() -> str | None:
+    """None when the local Postgres answers; otherwise why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[postgres]')"
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
+            conn.execute("select 1")
+    except psycopg.Error as e:
+        return f"PostgreSQL at {PG_DSN} is not reachable: {str(e).strip().splitlines()[0]}"
+    return None
+
+
+def require_postgres() -> None:
+    """Skip without Postgres, except under CI=true, where its absence is a failure."""
+    why = postgres_available()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"CI needs PostgreSQL: {why}")
+        pytest.skip(why)
+
+
+class Project:
+    """A config directory with one source, a file destination and helpers to run commands."""
+
+    def __init__(self, root: Path, source_kind: str, pg_schema: str | None = None) -> None:
+        self.root = root
+        self.source_kind = source_kind
+        self.pg_schema = pg_schema
+        self.calls_path = root / "out" / "calls.jsonl"
+        if source_kind == "duckdb":
+            self.sql("select 1")  # the warehouse file exists from the start
+
+    # -- the warehouse ------------------------------------------------------------------------
+    def sql(self, statement: str) -> None:
+        if self.source_kind == "duckdb":
+            import duckdb
+
+            con = duckdb.connect(str(self.root / "wh.duckdb"))
+            try:
+                con.execute(statement)
+            finally:
+                con.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"set search_path to {self.pg_schema}")
+                conn.execute(statement)  # type: ignore[arg-type]
+
+    def source_yaml(self) -> str:
+        if self.source_kind == "duckdb":
+            return "  wh: {type: duckdb, path: wh.duckdb}\n"
+        dsn = f"{PG_DSN}?options=-csearch_path%3D{self.pg_schema}"
+        return f"  wh: {{type: postgres, dsn: '{dsn}', driver: {self.source_kind.split('-')[1] if '-' in self.source_kind else 'auto'}}}\n"
+
+    def write(self, traits: str, extra: str = "", destinations: str | None = None) -> None:
+        dests = destinations or "  out: {type: file, path: out/calls.jsonl}\n"
+        (self.root / "traits.yml").write_text(f"sources:\n{self.source_yaml()}destinations:\n{dests}traits:\n{traits}{extra}")
+
+    # -- commands -----------------------------------------------------------------------------
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        from traits.cli.main import cli
+
+        runner = CliRunner()
+        return runner.invoke(cli, ["--config", str(self.root), *args], env=env, catch_exceptions=False)
+
+    def run_json(self, *args: str) -> tuple[int, dict[str, Any]]:
+        result = self.cli("run", *args, "--json")
+        return result.exit_code, json.loads(result.stdout)
+
+    # -- what the file destination holds --------------------------------------------------------
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.calls_path.exists():
+            return []
+        return [json.loads(line) for line in self.calls_path.read_text().splitlines() if line]
+
+    def final(self) -> dict[str, dict[str, Any]]:
+        """Each id's traits as a collector would hold them after applying every call in order."""
+        state: dict[str, dict[str, Any]] = {}
+        for call in self.calls():
+            key = call.get("userId") if call["type"] == "identify" else call["groupId"]
+            state.setdefault(key, {}).update(call["traits"])
+        return {k: v for k, v in state.items() if any(x is not None for x in v.values())}
+
+    def state_files(self) -> dict[str, bytes]:
+        """Every snapshot file's bytes, to prove a run changed nothing."""
+        base = self.root / ".traits" / "snapshots"
+        return {str(p.relative_to(base)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()} if base.exists() else {}
+
+
+@pytest.fixture
+def duck_project(tmp_path: Path) -> Project:
+    return Project(tmp_path, "duckdb")
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    require_postgres()
+    import psycopg
+
+    schema = "t_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"create schema {schema}")  # type: ignore[arg-type]
+    yield schema
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"drop schema {schema} cascade")  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["duckdb", "postgres-adbc", "postgres-psycopg"])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """The same project on each local engine: DuckDB, and the real Postgres through both drivers."""
+    kind: str = request.param
+    if kind == "duckdb":
+        return Project(tmp_path, "duckdb")
+    schema: str = request.getfixturevalue("pg_schema")
+    return Project(tmp_path, kind, schema)
