@@ -18,6 +18,10 @@ from traits.errors import ExitCode, TraitsError
 class TraitsGroup(click.Group):
     """Turns every error into one line on stderr and its documented exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["traits.argv"] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -35,11 +39,8 @@ class TraitsGroup(click.Group):
 
 def _report(ctx: click.Context, message: str, code: ExitCode) -> None:
     error_line(message)
-    sub = ctx.invoked_subcommand
-    sub_ctx = ctx
-    wants_json = "--json" in sys.argv[1:]
-    if wants_json:
-        emit_json({"ok": False, "error": redact(message), "exit_code": int(code), "command": sub or sub_ctx.info_name})
+    if "--json" in ctx.meta.get("traits.argv", []):
+        emit_json({"ok": False, "error": redact(message), "exit_code": int(code), "command": ctx.invoked_subcommand})
     ctx.exit(int(code))
 
 

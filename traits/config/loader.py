@@ -76,14 +76,19 @@ def _merge(parts: list[LocatedData]) -> LocatedData:
                 merged.data[section] = value
         for path, location in part.locations.items():
             merged.locations.setdefault(path, location)
+        for path, location in part.value_locations.items():
+            merged.value_locations.setdefault(path, location)
     return merged
 
 
 def _located_error(error: pydantic.ValidationError, located: LocatedData) -> ConfigError:
     first = error.errors(include_url=False, include_input=False)[0]
     path = _data_path(first["loc"], located.data)
-    where = located.where(path) or located.where(path[:1])
-    dotted = ".".join(str(p) for p in path) or "config"
+    if first["type"] in ("union_tag_invalid",):
+        path = (*path, "type")
+    about_value = first["type"] not in ("missing", "extra_forbidden")
+    where = (located.where_value(path) if about_value else located.where(path)) or located.where(path[:1])
+    dotted = ".".join(str(p) for p in (path[:-1] if first["type"] == "union_tag_invalid" else path)) or "config"
     message = _message(first, path)
     more = error.error_count() - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
@@ -132,7 +137,7 @@ def _cross_check(config: Config, located: LocatedData) -> None:
         if trait.source not in config.sources:
             known = ", ".join(sorted(config.sources)) or "none defined"
             raise ConfigError(
-                f"{located.where(('traits', name, 'source'))}: traits.{name}.source: unknown source {trait.source!r} (sources: {known})"
+                f"{located.where_value(('traits', name, 'source'))}: traits.{name}.source: unknown source {trait.source!r} (sources: {known})"
             )
         for index, destination in enumerate(trait.destinations):
             if destination not in config.destinations:
@@ -145,7 +150,7 @@ def _cross_check(config: Config, located: LocatedData) -> None:
             raise ConfigError(f"{located.where(('traits', name, 'destinations'))}: traits.{name}.destinations lists a destination twice")
         if trait.sql_file is not None and not config.resolve(trait.sql_file).is_file():
             raise ConfigError(
-                f"{located.where(('traits', name, 'sql_file'))}: traits.{name}.sql_file: {config.resolve(trait.sql_file)} does not exist"
+                f"{located.where_value(('traits', name, 'sql_file'))}: traits.{name}.sql_file: {config.resolve(trait.sql_file)} does not exist"
             )
         if trait.sql is not None and not trait.sql.strip():
             raise ConfigError(f"{located.where(('traits', name, 'sql'))}: traits.{name}.sql is empty")

@@ -36,6 +36,8 @@ class LocatedData:
 
     data: dict[str, Any] = field(default_factory=dict)
     locations: dict[NodePath, Location] = field(default_factory=dict)
+    #: where a mapping key's scalar value starts, when it is on the key's line or after
+    value_locations: dict[NodePath, Location] = field(default_factory=dict)
 
     def where(self, path: NodePath) -> Location | None:
         """The location of ``path``, or of its nearest ancestor that has one."""
@@ -44,6 +46,10 @@ class LocatedData:
             if found is not None:
                 return found
         return None
+
+    def where_value(self, path: NodePath) -> Location | None:
+        """The location of the value at ``path`` (else of its key, or nearest ancestor)."""
+        return self.value_locations.get(path) or self.where(path)
 
 
 def load_yaml_file(file: Path) -> LocatedData:
@@ -67,26 +73,29 @@ def load_yaml_file(file: Path) -> LocatedData:
         return located
     if not isinstance(root, CommentedMap):
         raise ConfigError(f"{file}:1:1: a config file must be a mapping of sections")
-    located.data = _plain(root, (), file, located.locations)
+    located.data = _plain(root, (), file, located)
     return located
 
 
-def _plain(node: Any, path: NodePath, file: Path, out: dict[NodePath, Location]) -> Any:
+def _plain(node: Any, path: NodePath, file: Path, located: LocatedData) -> Any:
     if isinstance(node, CommentedMap):
         result: dict[str, Any] = {}
         for key, value in node.items():
             line, col = node.lc.key(key)
             child = (*path, str(key))
-            out[child] = Location(file, line + 1, col + 1)
-            result[str(key)] = _plain(value, child, file, out)
+            located.locations[child] = Location(file, line + 1, col + 1)
+            if not isinstance(value, CommentedMap | CommentedSeq):
+                vline, vcol = node.lc.value(key)
+                located.value_locations[child] = Location(file, vline + 1, vcol + 1)
+            result[str(key)] = _plain(value, child, file, located)
         return result
     if isinstance(node, CommentedSeq):
         items: list[Any] = []
         for index, value in enumerate(node):
             line, col = node.lc.item(index)
             child = (*path, index)
-            out[child] = Location(file, line + 1, col + 1)
-            items.append(_plain(value, child, file, out))
+            located.locations[child] = Location(file, line + 1, col + 1)
+            items.append(_plain(value, child, file, located))
         return items
     if isinstance(node, str):
         return str(node)

@@ -119,6 +119,7 @@ class HttpDestination(Destination):
     # -- delivery -------------------------------------------------------------------------------
     async def deliver(self, calls: AsyncIterator[Call], report: DeliveryReport) -> None:
         self._ack_lock = asyncio.Lock()
+        _ = self.client  # made before the first request so its setup (TLS context) is not paced
         queue: asyncio.Queue[list[Call] | None] = asyncio.Queue(maxsize=self.concurrency)
         try:
             async with asyncio.TaskGroup() as group:

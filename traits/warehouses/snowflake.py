@@ -35,6 +35,7 @@ _TYPE_CODES: dict[int, pa.DataType] = {
     7: pa.timestamp("us", tz="UTC"), 8: pa.timestamp("us"), 11: pa.binary(), 12: pa.time64("us"), 13: pa.bool_(),
 }
 _JSON_CODES = {5, 9, 10}
+_CODE_PREFIX = re.compile(r"^\d{6} \(\w+\): ")
 _POSITION = re.compile(r"line (\d+) at position (\d+)|Line (\d+), Col: (\d+)", re.I)
 
 
@@ -115,7 +116,7 @@ class SnowflakeWarehouse(Warehouse):
         where = f"source {self.name}"
         errno = int(getattr(error, "errno", 0) or 0)
         raw = str(getattr(error, "raw_msg", None) or getattr(error, "msg", None) or error).strip()
-        text = raw.splitlines()[0] if raw else fmt_error(error)
+        text = _CODE_PREFIX.sub("", raw.splitlines()[0]) if raw else fmt_error(error)
         role = self.config.role or "<your traits role>"
         if errno == 2003:
             return WarehouseError(
@@ -142,7 +143,7 @@ class SnowflakeWarehouse(Warehouse):
         return WarehouseError(f"{where}: {text}")
 
     def check(self) -> list[str]:
-        who = "select current_user() as u, current_role() as r, current_warehouse() as w, current_database() as d"
+        who = "select current_user() as u, current_role() as r, current_database() as d"
         row = next(iter(self.stream(who, max_rows=1))).to_pylist()
         info = row[0] if row else {}
         tables = "select table_schema || '.' || table_name as t from information_schema.tables where table_schema <> 'INFORMATION_SCHEMA'"
@@ -151,7 +152,7 @@ class SnowflakeWarehouse(Warehouse):
             names.extend(str(v) for v in batch.column(0).to_pylist())
         shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
         return [
-            f"connected as {info.get('u')} with role {info.get('r')}, warehouse {info.get('w')}, database {info.get('d')}",
+            f"connected as {info.get('u')} with role {info.get('r')}, database {info.get('d')}",
             f"{len(names)} readable table(s): {shown or 'none'}",
         ]
 

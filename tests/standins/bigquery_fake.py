@@ -1,0 +1,267 @@
+"""A BigQuery stand-in: the REST API's query path, backed by DuckDB. Test-only.
+
+The real ``google-cloud-bigquery`` client talks to it over HTTP (``client_options``
+``api_endpoint``), so the warehouse code runs its real path: ``jobs.insert`` →
+``jobs.getQueryResults`` (``maxResults=0``: schema and ``totalRows``) → pages of rows by
+``pageToken`` → ``to_arrow_iterable``. SQL is translated from BigQuery's dialect to DuckDB's
+with sqlglot. What it enforces:
+
+- ``jobTimeoutMs``: the DuckDB query is interrupted when it passes it (reason ``timeout``);
+- a schema listed in ``denied`` answers 403 ``accessDenied``, as BigQuery does for a table the
+  caller may not read; a missing table answers 404 ``notFound``; a syntax error 400
+  ``invalidQuery`` with ``[line:column]``.
+
+Rows are encoded as the REST API does: every scalar a string, timestamps as int64
+microseconds (``formatOptions.useInt64Timestamp``), bytes as base64, records as ``{"f": …}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+
+_JOBS = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs$")
+_JOB = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs/([^/]+)(/cancel)?$")
+_QUERY = re.compile(r"^/bigquery/v2/projects/([^/]+)/queries/([^/]+)$")
+_DATASETS = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets$")
+_TABLE_REF = re.compile(r"(?:from|join)\s+`?([\w-]+)\.([\w-]+)`?", re.I)
+
+
+@dataclass
+class Job:
+    project: str
+    job_id: str
+    location: str
+    configuration: dict[str, Any]
+    table: pa.Table | None = None
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class FakeBigQuery:
+    """The state behind the API: one DuckDB database (datasets are its schemas)."""
+
+    con: duckdb.DuckDBPyConnection
+    denied: set[str] = field(default_factory=set)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    queries: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, project: str, body: dict[str, Any]) -> Job:
+        ref = body.get("jobReference") or {}
+        config = body.get("configuration") or {}
+        job = Job(project, ref.get("jobId") or uuid.uuid4().hex, ref.get("location") or "US", config)
+        self.jobs[job.job_id] = job
+        sql = config.get("query", {}).get("query", "")
+        self.queries.append(sql)
+        job.error = self._denied(project, sql)
+        if job.error is None:
+            job.table, job.error = self._execute(sql, int(config.get("jobTimeoutMs") or 0))
+        return job
+
+    def _denied(self, project: str, sql: str) -> dict[str, str] | None:
+        for dataset, table in _TABLE_REF.findall(sql):
+            if dataset in self.denied:
+                name = f"{project}:{dataset}.{table}"
+                return {"reason": "accessDenied", "message": f"Access Denied: Table {name}: User does not have permission "
+                        f"to query table {name}, or perhaps it does not exist."}
+        return None
+
+    def _execute(self, sql: str, timeout_ms: int) -> tuple[pa.Table | None, dict[str, str] | None]:
+        try:
+            translated = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+        except sqlglot.errors.ParseError as e:
+            err = e.errors[0] if e.errors else {}
+            return None, {"reason": "invalidQuery", "message": f"Syntax error: {err.get('description', e)} at [{err.get('line', 1)}:{err.get('col', 1)}]"}
+        with self.lock:
+            cursor = self.con.cursor()
+        timer = threading.Timer(timeout_ms / 1000, cursor.interrupt) if timeout_ms else None
+        if timer is not None:
+            timer.start()
+        try:
+            return cursor.sql(translated).to_arrow_table(), None
+        except duckdb.InterruptException:
+            return None, {"reason": "timeout", "message": f"Job timed out after {timeout_ms / 1000:g} sec (jobTimeoutMs)"}
+        except duckdb.CatalogException as e:
+            match = re.search(r"Table with name (\w+) does not exist", str(e))
+            name = match.group(1) if match else "?"
+            return None, {"reason": "notFound", "message": f"Not found: Table {name} was not found in location US"}
+        except duckdb.ParserException as e:
+            return None, {"reason": "invalidQuery", "message": f"Syntax error: {str(e).splitlines()[0]} at [1:1]"}
+        except duckdb.Error as e:
+            return None, {"reason": "invalidQuery", "message": str(e).splitlines()[0]}
+        finally:
+            if timer is not None:
+                timer.cancel()
+            cursor.close()
+
+
+_STATUS = {"accessDenied": 403, "notFound": 404, "invalidQuery": 400, "timeout": 400}
+
+
+def _bq_field(f: pa.Field) -> dict[str, Any]:
+    t = f.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        inner = _bq_field(pa.field(f.name, t.value_type))
+        return {**inner, "mode": "REPEATED"}
+    if pa.types.is_struct(t):
+        return {"name": f.name, "type": "RECORD", "mode": "NULLABLE", "fields": [_bq_field(t.field(i)) for i in range(t.num_fields)]}
+    if isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.json":
+        kind = "JSON"
+    elif pa.types.is_integer(t):
+        kind = "INTEGER"
+    elif pa.types.is_floating(t):
+        kind = "FLOAT"
+    elif pa.types.is_decimal(t):
+        kind = "NUMERIC" if t.scale <= 9 and t.precision - t.scale <= 29 else "BIGNUMERIC"
+    elif pa.types.is_boolean(t):
+        kind = "BOOLEAN"
+    elif pa.types.is_date(t):
+        kind = "DATE"
+    elif pa.types.is_time(t):
+        kind = "TIME"
+    elif pa.types.is_timestamp(t):
+        kind = "TIMESTAMP" if t.tz else "DATETIME"
+    elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        kind = "BYTES"
+    else:
+        kind = "STRING"
+    return {"name": f.name, "type": kind, "mode": "NULLABLE"}
+
+
+def _cell(value: Any, t: pa.DataType) -> Any:
+    if value is None:
+        return None
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return [{"v": _cell(v, t.value_type)} for v in value]
+    if pa.types.is_struct(t):
+        return {"f": [{"v": _cell(value.get(t.field(i).name), t.field(i).type)} for i in range(t.num_fields)]}
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "NaN" if value != value else ("Infinity" if value == float("inf") else "-Infinity" if value == float("-inf") else repr(value))
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            return str(int(value.timestamp() * 1_000_000))
+        return value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _handler(fake: FakeBigQuery) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            return
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, error: dict[str, str]) -> None:
+            code = _STATUS.get(error["reason"], 500)
+            self._send(code, {"error": {"code": code, "message": error["message"], "errors": [{**error, "domain": "global"}]}})
+
+        def do_POST(self) -> None:
+            path = urlparse(self.path).path
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if m := _JOBS.match(path):
+                job = fake.run(m.group(1), body)
+                self._send(200, _job_resource(job))
+            elif (m := _JOB.match(path)) and m.group(3):
+                job = fake.jobs[m.group(2)]
+                self._send(200, {"kind": "bigquery#jobCancelResponse", "job": _job_resource(job)})
+            else:
+                self._send(404, {"error": {"code": 404, "message": f"no route {path}", "errors": [{"reason": "notFound", "message": path}]}})
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            params = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            if m := _JOB.match(url.path):
+                self._send(200, _job_resource(fake.jobs[m.group(2)]))
+            elif m := _QUERY.match(url.path):
+                job = fake.jobs[m.group(2)]
+                if job.error is not None:
+                    self._error(job.error)
+                    return
+                self._send(200, _results(job, params))
+            elif m := _DATASETS.match(url.path):
+                names = [r[0] for r in fake.con.cursor().execute(
+                    "select schema_name from information_schema.schemata where catalog_name = current_database()").fetchall()]
+                self._send(200, {"kind": "bigquery#datasetList", "datasets": [
+                    {"datasetReference": {"projectId": m.group(1), "datasetId": n}, "id": f"{m.group(1)}:{n}"} for n in names]})
+            else:
+                self._send(404, {"error": {"code": 404, "message": f"no route {url.path}", "errors": [{"reason": "notFound", "message": url.path}]}})
+
+    return Handler
+
+
+def _job_resource(job: Job) -> dict[str, Any]:
+    status: dict[str, Any] = {"state": "DONE"}
+    if job.error is not None:
+        status["errorResult"] = job.error
+        status["errors"] = [job.error]
+    ref = {"projectId": job.project, "jobId": job.job_id, "location": job.location}
+    stats = {"query": {"totalBytesProcessed": "0", "statementType": "SELECT"}}
+    return {"kind": "bigquery#job", "id": f"{job.project}:{job.location}.{job.job_id}", "jobReference": ref,
+            "configuration": job.configuration, "status": status, "statistics": stats}
+
+
+def _results(job: Job, params: dict[str, str]) -> dict[str, Any]:
+    table = job.table
+    assert table is not None
+    ref = {"projectId": job.project, "jobId": job.job_id, "location": job.location}
+    body: dict[str, Any] = {"kind": "bigquery#getQueryResultsResponse", "jobReference": ref, "jobComplete": True,
+                            "totalRows": str(table.num_rows), "schema": {"fields": [_bq_field(f) for f in table.schema]},
+                            "cacheHit": False}
+    limit = int(params.get("maxResults", table.num_rows or 1))
+    start = int(params.get("pageToken") or params.get("startIndex") or 0)
+    if limit == 0:
+        return body
+    page = table.slice(start, limit)
+    types = [f.type for f in table.schema]
+    body["rows"] = [{"f": [{"v": _cell(v, t)} for v, t in zip(row.values(), types, strict=True)]} for row in page.to_pylist()]
+    if start + limit < table.num_rows:
+        body["pageToken"] = str(start + limit)
+    return body
+
+
+@contextmanager
+def fake_bigquery(con: duckdb.DuckDBPyConnection, denied: set[str] | None = None) -> Iterator[tuple[str, FakeBigQuery]]:
+    """Serve the fake on 127.0.0.1; yields the ``api_endpoint`` and the fake's state."""
+    fake = FakeBigQuery(con, denied or set())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    thread = threading.Thread(target=server.serve_forever, name="fake-bigquery", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
