@@ -29,7 +29,7 @@ class _TextFormatter(logging.Formatter):
 def _json_formatter() -> logging.Formatter:
     from pythonjsonlogger.json import JsonFormatter
 
-    class RedactingJsonFormatter(JsonFormatter):  # type: ignore[misc]
+    class RedactingJsonFormatter(JsonFormatter):
         def format(self, record: logging.LogRecord) -> str:
             return redact(str(super().format(record)))
 

@@ -76,8 +76,9 @@ sys.exit(int(run_trait(cfg, open_state(cfg), {TRAIT!r}).exit_code))
 
 
 def start_run(config: Path) -> subprocess.Popen[bytes]:
-    """A run in its own process, so a test can SIGKILL it."""
-    return subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """A run in its own process, so a test can SIGKILL it (its stderr goes to a file beside the config)."""
+    with open(config.parent / "run.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-c", RUN_SCRIPT, str(config)], stdout=subprocess.DEVNULL, stderr=log)
 
 
 def expected_profiles(history: list[Rows]) -> dict[str, dict[str, Any]]:

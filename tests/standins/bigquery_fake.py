@@ -87,7 +87,8 @@ class FakeBigQuery:
             translated = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
         except sqlglot.errors.ParseError as e:
             err = e.errors[0] if e.errors else {}
-            return None, {"reason": "invalidQuery", "message": f"Syntax error: {err.get('description', e)} at [{err.get('line', 1)}:{err.get('col', 1)}]"}
+            where = f"[{err.get('line', 1)}:{err.get('col', 1)}]"
+            return None, {"reason": "invalidQuery", "message": f"Syntax error: {err.get('description', e)} at {where}"}
         with self.lock:
             cursor = self.con.cursor()
         timer = threading.Timer(timeout_ms / 1000, cursor.interrupt) if timeout_ms else None
@@ -154,7 +155,9 @@ def _cell(value: Any, t: pa.DataType) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return "NaN" if value != value else ("Infinity" if value == float("inf") else "-Infinity" if value == float("-inf") else repr(value))
+        if value != value:
+            return "NaN"
+        return "Infinity" if value == float("inf") else "-Infinity" if value == float("-inf") else repr(value)
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             return str(int(value.timestamp() * 1_000_000))
@@ -172,7 +175,7 @@ def _cell(value: Any, t: pa.DataType) -> Any:
 
 def _handler(fake: FakeBigQuery) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -198,7 +201,7 @@ def _handler(fake: FakeBigQuery) -> type[BaseHTTPRequestHandler]:
                 job = fake.jobs[m.group(2)]
                 self._send(200, {"kind": "bigquery#jobCancelResponse", "job": _job_resource(job)})
             else:
-                self._send(404, {"error": {"code": 404, "message": f"no route {path}", "errors": [{"reason": "notFound", "message": path}]}})
+                self._send(404, _no_route(path))
 
         def do_GET(self) -> None:
             url = urlparse(self.path)
@@ -217,9 +220,13 @@ def _handler(fake: FakeBigQuery) -> type[BaseHTTPRequestHandler]:
                 self._send(200, {"kind": "bigquery#datasetList", "datasets": [
                     {"datasetReference": {"projectId": m.group(1), "datasetId": n}, "id": f"{m.group(1)}:{n}"} for n in names]})
             else:
-                self._send(404, {"error": {"code": 404, "message": f"no route {url.path}", "errors": [{"reason": "notFound", "message": url.path}]}})
+                self._send(404, _no_route(url.path))
 
     return Handler
+
+
+def _no_route(path: str) -> dict[str, Any]:
+    return {"error": {"code": 404, "message": f"no route {path}", "errors": [{"reason": "notFound", "message": path}]}}
 
 
 def _job_resource(job: Job) -> dict[str, Any]:

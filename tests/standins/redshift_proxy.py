@@ -98,7 +98,11 @@ class RedshiftProxy:
             return
         up_writer.write(startup)
         await up_writer.drain()
-        await asyncio.gather(_pipe(reader, up_writer), _server_to_client(up_reader, writer))
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _server_to_client(up_reader, writer))
+        except asyncio.CancelledError:  # the proxy is stopping: drop the connection quietly
+            writer.close()
+            up_writer.close()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -121,10 +125,15 @@ class RedshiftProxy:
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        self._loop.close()
 
 
 @contextmanager

@@ -55,6 +55,11 @@ def run(obj: Context, names: tuple[str, ...], run_all: bool, dry_run: bool, forc
                 results.append({"trait": name, "status": "failed", "error": redact(str(e)), "exit_code": int(ExitCode.INVALID)})
                 continue
             code = max(code, result.exit_code)
+            if result.resumed is not None:
+                results.append(_as_dict(result.resumed, dry_run))
+                if not as_json:
+                    stdout.print(f"[dim]finished the interrupted run {result.resumed.record.run_id} first:[/]", markup=True)
+                    _print(result.resumed, dry_run)
             results.append(_as_dict(result, dry_run))
             if not as_json:
                 _print(result, dry_run)

@@ -75,6 +75,8 @@ class RunResult:
     calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: for dry runs: sample rows as {"id", "user_id" (accounts), "traits"}
     rows: list[dict[str, Any]] = field(default_factory=list)
+    #: an interrupted run that was resumed and finished before this one
+    resumed: RunResult | None = None
 
 
 def default_owner() -> str:
@@ -104,17 +106,41 @@ def run_trait(config: Config, state: StateStore, name: str, options: RunOptions 
         return runner.run(RunRecord(run_id=new_run_id(), trait=name, started_at=now_iso(), owner=options.owner))
     with state.lock(name, options.owner):
         interrupted = state.interrupted_run(name)
-        if interrupted is not None:
-            log.info("resuming interrupted run", extra={"trait": name, "run_id": interrupted.run_id})
-            interrupted.resumed += 1
-            interrupted.owner = options.owner
-            interrupted.force = interrupted.force or options.force
-            return runner.run(interrupted, resumed=True)
+        finished = _finish_interrupted(runner, state, interrupted, options) if interrupted is not None else None
         record = RunRecord(
             run_id=new_run_id(), trait=name, started_at=now_iso(), force=options.force,
             full_resync=options.full_resync, owner=options.owner,
         )
-        return runner.run(record)
+        result = runner.run(record)
+        if finished is not None:
+            result.resumed = finished
+            result.exit_code = max(result.exit_code, finished.exit_code)
+        return result
+
+
+def _finish_interrupted(runner: _Runner, state: StateStore, run: RunRecord, options: RunOptions) -> RunResult | None:
+    """Settle a run that was killed, before a fresh run brings the destinations up to date.
+
+    A run killed while delivering is resumed from its staged result under its own run_id, so
+    every call it resends carries the messageId (and payload) it had: a collector that got it
+    the first time drops the copy. A run killed before delivering sent nothing: it is closed.
+    """
+    run_dir = state.run_dir(run.run_id)
+    if run.phase in ("deliver", "commit") and (run_dir / "result.parquet").exists():
+        log.info("resuming interrupted run", extra={"trait": run.trait, "run_id": run.run_id})
+        run.resumed += 1
+        run.owner = options.owner
+        return runner.run(run, resumed=True)
+    runner.recover(run, run_dir)
+    sent = run.phase in ("deliver", "commit")
+    run.status = "failed"
+    run.error = f"interrupted during {run.phase}; " + (
+        "its work files are gone: what it did not get acknowledged is sent by the next run" if sent else "nothing was sent"
+    )
+    run.finished_at = now_iso()
+    state.save_run(run)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return None
 
 
 class _Runner:
@@ -162,7 +188,7 @@ class _Runner:
     def _execute(self, record: RunRecord, run_dir: Path, *, resumed: bool) -> dict[str, list[dict[str, Any]]]:
         staged_path = run_dir / "result.parquet"
         if resumed:
-            self._recover(record, run_dir)
+            self.recover(record, run_dir)
         if not staged_path.exists():
             self._phase(record, "query")
             staged_path = self._query(staged_path).path
@@ -194,7 +220,7 @@ class _Runner:
             self.state.save_run(record)
         log.info("%s", phase, extra={"trait": self.name, "run_id": record.run_id, "phase": phase})
 
-    def _recover(self, record: RunRecord, run_dir: Path) -> None:
+    def recover(self, record: RunRecord, run_dir: Path) -> None:
         """Fold what the interrupted run had acknowledged into the snapshots."""
         for destination in self.trait.destinations:
             changes = run_dir / f"changes-{destination}.parquet"

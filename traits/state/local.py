@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,7 +173,9 @@ class LocalStateStore(StateStore):
             return
         snapshot = self._snapshot(trait, destination)
         snapshot.path.mkdir(parents=True, exist_ok=True)
-        name = f"delta-{run_id}.parquet"
+        # one delta per commit: a resumed run commits twice (what it had acked before it was
+        # killed, then the rest), and the second must not replace the first
+        name = f"delta-{run_id}-{time.time_ns()}.parquet"
         tmp = snapshot.path / (name + ".tmp")
         keys = (
             f"select unnest(k) from read_json('{sql_path(acks)}', format = 'newline_delimited', "
@@ -181,7 +184,7 @@ class LocalStateStore(StateStore):
         rows = sql.fold(changes, keys, tmp)
         snapshot.add(name, tmp, rows)
         # the delta is durable and listed: the log has done its work
-        acks.rename(acks.with_suffix(".committed"))
+        acks.rename(acks.with_name(f"{acks.stem}.{time.time_ns()}.committed"))
 
     def reset(self, trait: str, destination: str | None = None) -> list[str]:
         names = [destination] if destination else self.snapshot_destinations(trait)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     from traits.config.models import BigQuerySource
 
+NOT_FOUND_HINT = "check the project, dataset, table and location (and that the service account can see them)"
+BYTES_HINT = "the query scans more than maximum_bytes_billed: narrow it or raise the cap"
 ROLES_HINT = "grant the service account BigQuery Data Viewer on the dataset and BigQuery Job User on the project"
 _POSITION = re.compile(r"\[(\d+):(\d+)\]")
 #: room past jobTimeoutMs for BigQuery to report the cancelled job before the client gives up
@@ -47,7 +49,7 @@ class BigQueryWarehouse(Warehouse):
         try:
             return bigquery.Client(project=c.project, location=c.location, credentials=self._credentials(),
                                    client_options=options, client_info=_client_info())
-        except Exception as e:  # noqa: BLE001 - google.auth raises several unrelated types for missing ADC
+        except Exception as e:  # google.auth raises several unrelated types for missing ADC
             raise WarehouseError(f"source {self.name}: cannot create a BigQuery client ({fmt_error(e)})",
                                  hint="set credentials_file, or configure application default credentials "
                                  "(gcloud auth application-default login, or GOOGLE_APPLICATION_CREDENTIALS)") from e
@@ -57,17 +59,19 @@ class BigQueryWarehouse(Warehouse):
         if c.credentials_file:
             from google.oauth2 import service_account
 
+            key: Any = service_account.Credentials
             path = resolve_path(self.config_dir, c.credentials_file)
             try:
-                return service_account.Credentials.from_service_account_file(
+                return key.from_service_account_file(
                     str(path), scopes=["https://www.googleapis.com/auth/bigquery"])
             except (OSError, ValueError) as e:
                 raise WarehouseError(f"source {self.name}: cannot read credentials_file {path} ({fmt_error(e)})",
                                      hint="point credentials_file at a service-account JSON key") from e
         if c.api_endpoint:
-            from google.auth.credentials import AnonymousCredentials
+            from google.auth import credentials
 
-            return AnonymousCredentials()
+            anonymous: Any = credentials.AnonymousCredentials
+            return anonymous()
         return None  # the client falls back to application default credentials
 
     def job_config(self) -> Any:
@@ -133,16 +137,17 @@ class BigQueryWarehouse(Warehouse):
             return self._timeout()
         if reason in ("accessDenied", "forbidden") or code == 403:
             if "bytes billed" in message.lower():
-                return WarehouseError(f"{where}: {message}", hint="the query scans more than maximum_bytes_billed: narrow it or raise the cap")
+                return WarehouseError(f"{where}: {message}", hint=BYTES_HINT)
             return WarehouseError(f"{where}: {message}", hint=ROLES_HINT)
         if reason == "notFound" or code == 404:
-            return WarehouseError(f"{where}: {message}", hint="check the project, dataset and table names and location (and that the service account can see them)")
+            return WarehouseError(f"{where}: {message}", hint=NOT_FOUND_HINT)
         if reason == "bytesBilledLimitExceeded":
-            return WarehouseError(f"{where}: {message}", hint="the query scans more than maximum_bytes_billed: narrow it or raise the cap")
+            return WarehouseError(f"{where}: {message}", hint=BYTES_HINT)
         if reason == "invalidQuery" or code == 400:
             return WarehouseError(f"{where}: SQL error at {_position(message)}: {message}", hint="fix the trait's SQL")
         if code == 401 or reason in ("authError", "unauthorized"):
-            return WarehouseError(f"{where}: BigQuery refused the credentials ({message})", hint="check credentials_file or application default credentials")
+            return WarehouseError(f"{where}: BigQuery refused the credentials ({message})",
+                                  hint="check credentials_file or the default credentials")
         return WarehouseError(f"{where}: {message}")
 
     def check(self) -> list[str]:
@@ -168,14 +173,16 @@ def _with_json(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
         return batch
     import pyarrow as pa
 
-    columns = [as_json_text(c) if f.name in names and pa.types.is_string(f.type) else c for f, c in zip(batch.schema, batch.columns, strict=True)]
+    pairs = zip(batch.schema, batch.columns, strict=True)
+    columns = [as_json_text(c) if f.name in names and pa.types.is_string(f.type) else c for f, c in pairs]
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _client_info() -> Any:
-    from google.api_core.client_info import ClientInfo
+    from google.api_core import client_info
 
-    return ClientInfo(user_agent=APPLICATION_NAME)
+    info: Any = client_info.ClientInfo
+    return info(user_agent=APPLICATION_NAME)
 
 
 def _cancel(client: Any, job: Any) -> None:

@@ -70,7 +70,7 @@ class DuckDBWarehouse(Warehouse):
         if "read-only mode" in text:
             return WarehouseError(f"{where}: the trait SQL tried to write ({text})", hint="trait SQL must be a read-only SELECT")
         if isinstance(error, duckdb.ParserException):
-            return WarehouseError(f"{where}: SQL syntax error: {_position(text, wrapped, sql)}", hint="fix the trait's SQL")
+            return WarehouseError(f"{where}: SQL syntax error at {_position(error)}", hint="fix the trait's SQL")
         if isinstance(error, duckdb.CatalogException):
             return WarehouseError(f"{where}: {text}", hint="check the table and schema names in the trait's SQL")
         return WarehouseError(f"{where}: {text}")
@@ -83,7 +83,8 @@ class DuckDBWarehouse(Warehouse):
             ).fetchall()
         finally:
             con.close()
-        return [f"connected to {resolve_path(self.config_dir, self.config.path)}", f"{len(tables)} readable table(s): " + ", ".join(t[0] for t in tables[:10])]
+        shown = ", ".join(t[0] for t in tables[:10])
+        return [f"connected to {resolve_path(self.config_dir, self.config.path)}", f"{len(tables)} readable table(s): {shown or 'none'}"]
 
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
@@ -92,13 +93,23 @@ def _empty(schema: pa.Schema) -> pa.RecordBatch:
     return portable_batch(pa.RecordBatch.from_pylist([], schema=schema))
 
 
-_LINE = re.compile(r"LINE (\d+):")
+_LINE = re.compile(r"^LINE (\d+): ?", re.M)
 
 
-def _position(text: str, wrapped: str, sql: str) -> str:
-    """Report a line number relative to the trait's SQL, not the wrapper around it."""
-    match = _LINE.search(text)
-    if match:
-        line = int(match.group(1)) - 1  # the wrapper adds one line before the SQL
-        return _LINE.sub(f"LINE {max(line, 1)}:", text)
-    return text
+def _position(error: BaseException) -> str:
+    """``at line L, column C: message``, relative to the trait's SQL, not the wrapper around it.
+
+    DuckDB prints the line (``LINE 3: …``) and a caret under the column on the next line.
+    """
+    full = str(error)
+    first = fmt_error(error)
+    match = _LINE.search(full)
+    if not match:
+        return f"position unknown: {first}"
+    line = max(int(match.group(1)) - 1, 1)  # the wrapper adds one line before the SQL
+    caret_line = full[match.end():].split("\n", 2)
+    column = None
+    if len(caret_line) > 1 and "^" in caret_line[1]:
+        column = caret_line[1].index("^") - len(match.group(0)) + 1
+    where = f"line {line}, column {column}" if column and column > 0 else f"line {line}"
+    return f"{where}: {first}"

@@ -49,14 +49,16 @@ def pg_error(source: str, engine: str, sqlstate: str | None, message: str, *, po
     if code in ("42P01", "3F000") or ("does not exist" in first and "relation" in first):
         return WarehouseError(f"{where}: {first}", hint="check the schema and table names (and that the traits user can see them)")
     if code == "42601" or (code.startswith("42") and "syntax" in first.lower()):
-        return WarehouseError(f"{where}: SQL syntax error at {sql_position(message, position, wrapped, sql)}: {first}", hint="fix the trait's SQL")
+        at = sql_position(message, position, wrapped, sql)
+        return WarehouseError(f"{where}: SQL syntax error at {at}: {first}", hint="fix the trait's SQL")
     if code == "57014":
         return WarehouseError(
             f"{where}: the query ran past statement_timeout ({timeout or 0:g}s) and was cancelled",
             hint="make the query cheaper or raise statement_timeout",
         )
     if code == "25006":
-        return WarehouseError(f"{where}: the trait SQL tried to write, and the session is read-only ({first})", hint="trait SQL must be a read-only SELECT")
+        return WarehouseError(f"{where}: the trait SQL tried to write, and the session is read-only ({first})",
+                              hint="trait SQL must be a read-only SELECT")
     if code in ("28P01", "28000") or "password authentication failed" in first:
         return WarehouseError(f"{where}: {engine} refused the credentials ({first})", hint="check the user and password")
     if code == "3D000":
@@ -71,5 +73,5 @@ def connection_error(where: str, engine: str, text: str) -> WarehouseError | Non
     if "timeout expired" in lowered or "timed out" in lowered:
         return WarehouseError(f"{where}: connecting to {engine} timed out ({text})", hint="check host, port and firewall rules")
     if "connection refused" in lowered:
-        return WarehouseError(f"{where}: {engine} refused the connection ({text})", hint="check host and port, and that the server is running")
+        return WarehouseError(f"{where}: {engine} refused the connection ({text})", hint="check host and port, and that it is running")
     return None

@@ -59,9 +59,11 @@ class RedshiftWarehouse(Warehouse):
             import redshift_connector
         except ImportError as e:
             raise missing_driver("redshift-connector", "redshift") from e
+        from redshift_connector.error import Error as RedshiftError
+
         try:
             conn = redshift_connector.connect(**self.connect_args())
-        except redshift_connector.Error as e:
+        except RedshiftError as e:
             raise self._error(e) from e
         except OSError as e:  # DNS, refused, unreachable: raised before the driver wraps them
             raise self._error(e) from e
@@ -69,7 +71,7 @@ class RedshiftWarehouse(Warehouse):
         return conn
 
     def stream(self, sql: str, *, max_rows: int) -> Iterator[pa.RecordBatch]:
-        import redshift_connector
+        from redshift_connector.error import Error as RedshiftError
 
         wrapped = limited(sql, max_rows)
         declare = f"declare {CURSOR} cursor for {wrapped}"
@@ -90,7 +92,7 @@ class RedshiftWarehouse(Warehouse):
                     if len(rows) < self.config.batch_rows:
                         break
                 cursor.execute("rollback")
-            except redshift_connector.Error as e:
+            except RedshiftError as e:
                 raise self._error(e, sql, declare) from e
             finally:
                 cursor.close()
@@ -104,9 +106,11 @@ class RedshiftWarehouse(Warehouse):
             found = connection_error(f"source {self.name}", self.engine, text)
             if found is not None:
                 return found
+            where = f"source {self.name}"
             if "authentication" in text.lower() or "password" in text.lower():
-                return WarehouseError(f"source {self.name}: Redshift refused the credentials ({text})", hint="check user and password, or the IAM settings")
-            return WarehouseError(f"source {self.name}: cannot use Redshift ({text.splitlines()[0]})", hint="check host, port and credentials")
+                return WarehouseError(f"{where}: Redshift refused the credentials ({text})",
+                                      hint="check user and password, or the IAM settings")
+            return WarehouseError(f"{where}: cannot use Redshift ({text.splitlines()[0]})", hint="check host, port and credentials")
         position = int(fields["P"]) if str(fields.get("P", "")).isdigit() else None
         return pg_error(self.name, self.engine, fields.get("C"), str(fields.get("M", "")), position=position, wrapped=wrapped,
                         sql=sql, user=self.user, timeout=self.config.statement_timeout)

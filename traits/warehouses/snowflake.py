@@ -35,6 +35,7 @@ _TYPE_CODES: dict[int, pa.DataType] = {
     7: pa.timestamp("us", tz="UTC"), 8: pa.timestamp("us"), 11: pa.binary(), 12: pa.time64("us"), 13: pa.bool_(),
 }
 _JSON_CODES = {5, 9, 10}
+_UNRESOLVED = ("name or service not known", "failed to resolve", "nodename nor servname", "could not resolve", "getaddrinfo")
 _CODE_PREFIX = re.compile(r"^\d{6} \(\w+\): ")
 _POSITION = re.compile(r"line (\d+) at position (\d+)|Line (\d+), Col: (\d+)", re.I)
 
@@ -126,7 +127,7 @@ class SnowflakeWarehouse(Warehouse):
             )
         if errno in (1003, 1007, 904) or "syntax error" in text.lower():
             return WarehouseError(f"{where}: SQL syntax error at {_position(raw, sql)}: {text}", hint="fix the trait's SQL")
-        if errno in (630, 604) or "timeout" in text.lower() and "statement" in text.lower():
+        if errno in (630, 604) or ("timeout" in text.lower() and "statement" in text.lower()):
             return WarehouseError(
                 f"{where}: the query ran past statement_timeout ({self.config.statement_timeout:g}s) and was cancelled",
                 hint="make the query cheaper or raise statement_timeout",
@@ -134,9 +135,9 @@ class SnowflakeWarehouse(Warehouse):
         if errno in (390100, 390144, 390318, 251006, 250001) and ("password" in text.lower() or "jwt" in text.lower() or errno != 250001):
             return WarehouseError(f"{where}: Snowflake refused the credentials ({text})", hint="check user and password, or the key pair")
         if errno in (390201, 390189, 2043):
-            return WarehouseError(f"{where}: {text}", hint="check database, schema, warehouse and role in the source, and that the role may use them")
+            return WarehouseError(f"{where}: {text}", hint="check database, schema, warehouse and role, and that the role may use them")
         lowered = text.lower()
-        if any(s in lowered for s in ("name or service not known", "failed to resolve", "nodename nor servname", "could not resolve", "getaddrinfo")):
+        if any(s in lowered for s in _UNRESOLVED):
             return WarehouseError(f"{where}: cannot resolve the Snowflake host ({text})", hint="check account (and host) in the source")
         if errno in (250001, 250003) or "could not connect" in lowered or "connection refused" in lowered:
             return WarehouseError(f"{where}: cannot connect to Snowflake ({text})", hint="check account, host and network access")

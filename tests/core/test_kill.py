@@ -1,0 +1,88 @@
+"""A run killed with SIGKILL at any point loses nothing: the next run ends with the right values."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project
+
+ROWS = 60_000
+TRAIT = """  t:
+    kind: user
+    source: wh
+    sql: select id as user_id, n, label from people
+    destinations: [out]
+    max_exit_ratio: 1
+"""
+
+
+def expected(project: Project) -> dict[str, dict[str, object]]:
+    import duckdb
+
+    con = duckdb.connect(str(project.root / "wh.duckdb"), read_only=True)
+    try:
+        rows = con.execute("select id, n, label from people").fetchall()
+    finally:
+        con.close()
+    return {r[0]: {"label": r[2], "n": r[1]} for r in rows}
+
+
+def start_run(project: Project) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "traits.cli.main", "--config", str(project.root), "run", "t"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+
+
+def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_a_final_run_holds_every_value(duck_project: Project) -> None:
+    project = duck_project
+    project.sql(f"create table people as select 'u' || g as id, g % 13 as n, 'v0' as label from range({ROWS}) t(g)")
+    project.write(TRAIT.replace("    destinations: [out]\n", "    destinations: [out]\n"),
+                  destinations="  out: {type: file, path: out/calls.jsonl, batch_size: 200}\n")
+    rng = random.Random(7)
+    killed_during_delivery = 0
+    for round_ in range(8):
+        # a day of change: some rows change, some leave, some arrive
+        project.sql(f"update people set label = 'v{round_ + 1}' where hash(id, {round_}) % 4 = 0")
+        project.sql(f"delete from people where hash(id, {round_}, 'x') % 50 = 0")
+        project.sql(f"insert into people select 'n{round_}_' || g, g, 'new' from range(500) t(g)")
+        lines_before = project.calls_path.read_bytes().count(b"\n") if project.calls_path.exists() else 0
+        process = start_run(project)
+        if round_ % 2 == 0:
+            # kill mid-delivery: once some of this run's calls are out
+            target = lines_before + rng.randint(1, 20_000)
+            wait_for(lambda: project.calls_path.exists() and project.calls_path.read_bytes().count(b"\n") >= target, 30)  # noqa: B023
+        else:
+            time.sleep(rng.uniform(0.0, 1.0))  # anywhere: startup, query, stage, diff, delivery or commit
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            if project.calls_path.exists() and project.calls_path.read_bytes().count(b"\n") > lines_before:
+                killed_during_delivery += 1
+        process.wait(timeout=30)
+    final = start_run(project)
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()
+    assert killed_during_delivery >= 2
+    assert project.final() == expected(project)
+    # and a run after that has nothing left to send
+    code, out = project.run_json("t")
+    assert code == 0
+    assert out["runs"][0]["sent"] == 0

@@ -1,0 +1,286 @@
+"""``traits daemon``: run every enabled trait on its schedule until told to stop.
+
+- APScheduler 3.x ``BackgroundScheduler``, one job per trait: ``max_instances=1`` (never twice
+  at once), ``coalesce`` (missed runs become one), no misfire limit (a run waiting for a free
+  worker still runs), a thread pool of ``settings.concurrency``.
+- Each job opens its own state store: stores are not shared between threads.
+- Next run times are written to the state store (``schedule``) so a restart keeps them; a run
+  killed with the daemon is resumed at the next start.
+- SIGTERM/SIGINT: stop scheduling, let running traits finish for ``TRAITS_SHUTDOWN_GRACE``
+  seconds (default 30), exit 0. A run still going then is cut off and resumed by the next
+  start. SIGHUP: reload the config; an invalid one is logged and the old one keeps running.
+- The main thread only waits for signals and writes next run times; it owns ``self.state``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from traits.config.loader import load_config
+from traits.config.models import Config
+from traits.errors import ExitCode, LockedError, TraitsError
+from traits.logs import setup_logging
+from traits.scheduler.alerts import send_alert
+from traits.scheduler.metrics import Metrics
+from traits.scheduler.schedule import first_run_time, make_trigger, next_run_times, parse_iso, stored_value, value_key
+from traits.scheduler.server import StatusServer
+from traits.state import StateStore, open_state
+from traits.state.records import FINAL_STATUSES, RunRecord
+
+log = logging.getLogger("traits.daemon")
+
+DEFAULT_GRACE_SECONDS = 30.0
+#: how often the main thread wakes to handle signals and store next run times
+TICK_SECONDS = 0.2
+
+
+class Daemon:
+    def __init__(self, config_dir: Path, config: Config) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.config_dir = config_dir
+        self.config = config
+        self.owner = f"daemon pid {os.getpid()} on {socket.gethostname()}"
+        self.state: StateStore = open_state(config)
+        self.metrics = Metrics()
+        self.grace = float(os.environ.get("TRAITS_SHUTDOWN_GRACE", DEFAULT_GRACE_SECONDS))
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(config.settings.concurrency)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self._mutex = threading.Lock()
+        self._running: dict[str, str] = {}  # trait → run start (ISO)
+        self._last: dict[str, dict[str, Any]] = {}  # trait → last finished run, for /healthz and alerts
+        self._pending: dict[str, datetime] = {}  # trait → a submitted run not yet started
+        self._schedules: dict[str, str] = {}  # trait → the schedule its job was made for
+        self._stored: dict[str, Any] = {}
+        self._stopping = threading.Event()
+        self._signals: list[int] = []
+
+    # -- jobs ------------------------------------------------------------------------------
+    def sync_jobs(self, config: Config) -> None:
+        """Make the scheduler's jobs match ``config``: add, reschedule or remove per trait."""
+        now = datetime.now(UTC)
+        wanted = {n: t for n, t in config.traits.items() if t.enabled and t.schedule.kind != "manual"}
+        for name in list(self._schedules):
+            if name not in wanted:
+                self.scheduler.remove_job(name)
+                del self._schedules[name]
+                log.info("unscheduled", extra={"trait": name})
+        for name, trait in wanted.items():
+            schedule = str(trait.schedule)
+            if self._schedules.get(name) == schedule:
+                continue
+            if name in self._schedules:
+                self.scheduler.remove_job(name)
+            last = self._last_run(name)
+            if self.state.interrupted_run(name) is not None:
+                at = now  # killed with the last daemon: resume it at once
+            else:
+                stored = self.state.get_value(value_key(name))
+                at = first_run_time(trait.schedule, stored, parse_iso(last.started_at if last else None), now)
+            self.scheduler.add_job(
+                self._job, make_trigger(trait.schedule, config.settings.jitter), args=[name], id=name, name=name, next_run_time=at
+            )
+            self._schedules[name] = schedule
+            log.info("scheduled %s, next run %s", schedule, at.isoformat(timespec="seconds"), extra={"trait": name})
+
+    def _last_run(self, name: str) -> RunRecord | None:
+        runs = [r for r in self.state.runs(name, limit=5) if r.status in FINAL_STATUSES]
+        if runs and name not in self._last:
+            self._last[name] = {"status": runs[0].status, "run_id": runs[0].run_id, "finished_at": runs[0].finished_at}
+        return runs[0] if runs else None
+
+    def _on_submitted(self, event: Any) -> None:
+        with self._mutex:
+            self._pending[event.job_id] = min(event.scheduled_run_times)
+
+    def _job(self, name: str) -> None:
+        """One scheduled run of ``name``, in a worker thread. Never raises."""
+        if self._stopping.is_set():
+            return  # queued before the stop: leave it due (``_pending``) for the next start
+        config = self.config
+        with self._mutex:
+            self._pending.pop(name, None)
+            self._running[name] = datetime.now(UTC).isoformat()
+        self.metrics.running.inc()
+        try:
+            self._run(config, name)
+        finally:
+            self.metrics.running.dec()
+            with self._mutex:
+                self._running.pop(name, None)
+
+    def _run(self, config: Config, name: str) -> None:
+        from traits.pipeline.run import RunOptions, run_trait
+
+        if name not in config.traits:
+            return
+        state: StateStore | None = None
+        record: RunRecord | None = None
+        try:
+            state = open_state(config)
+            record = run_trait(config, state, name, RunOptions(owner=self.owner)).record
+        except LockedError as e:
+            self.metrics.skipped.labels(name, "locked").inc()
+            log.warning("skipped: %s", e, extra={"trait": name})
+            return
+        except TraitsError as e:  # the store failed before a run record was written
+            self.metrics.skipped.labels(name, "error").inc()
+            log.error("could not run: %s", e, extra={"trait": name})  # noqa: TRY400 - the message says it all
+            return
+        except Exception:  # one trait's bug never stops the daemon
+            log.exception("run crashed", extra={"trait": name})
+            record = self._crashed_record(state, name)
+            if record is None:
+                self.metrics.skipped.labels(name, "error").inc()
+                return
+        finally:
+            if state is not None:
+                state.close()
+        self._finished(config, record)
+
+    def _crashed_record(self, state: StateStore | None, name: str) -> RunRecord | None:
+        """The record run_trait saved as failed before re-raising, if it got that far."""
+        try:
+            runs = state.runs(name, limit=1) if state is not None else []
+        except TraitsError:
+            return None
+        return runs[0] if runs and runs[0].owner == self.owner and runs[0].status == "failed" else None
+
+    def _finished(self, config: Config, record: RunRecord) -> None:
+        self.metrics.observe(record, time.time())
+        with self._mutex:
+            previous = self._last.get(record.trait, {}).get("status")
+            self._last[record.trait] = {"status": record.status, "run_id": record.run_id, "finished_at": record.finished_at}
+        send_alert(config.alerts, record, previous)
+
+    # -- health ----------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        thread = getattr(self.scheduler, "_thread", None)
+        alive = bool(self.scheduler.running and thread is not None and thread.is_alive())
+        traits: dict[str, Any] = {}
+        with self._mutex:
+            for name in self.config.traits:
+                job = self.scheduler.get_job(name) if alive else None
+                traits[name] = {
+                    "schedule": str(self.config.traits[name].schedule),
+                    "running": name in self._running,
+                    "next_run": job.next_run_time.isoformat() if job is not None and job.next_run_time else None,
+                    "last_run": self._last.get(name),
+                }
+        body = {"status": "ok" if alive else "scheduler stopped", "scheduler_alive": alive, "owner": self.owner, "traits": traits}
+        return alive, body
+
+    # -- next run times --------------------------------------------------------------------
+    def store_next_runs(self) -> None:
+        """Write each trait's next run (a submitted run not yet started counts as due) if it changed."""
+        for job in self.scheduler.get_jobs():
+            with self._mutex:
+                at = self._pending.get(job.id) or job.next_run_time
+            trait = self.config.traits.get(job.id)
+            if at is None or trait is None:
+                continue
+            value = stored_value(trait.schedule, at)
+            if self._stored.get(job.id) != value:
+                self.state.set_value(value_key(job.id), value)
+                self._stored[job.id] = value
+
+    # -- signals and the main loop ---------------------------------------------------------
+    def _signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)  # handled by the main loop, outside the handler
+
+    def reload(self) -> None:
+        try:
+            config = load_config(self.config_dir)
+        except TraitsError as e:
+            log.error("config reload failed, keeping the running config: %s", e)  # noqa: TRY400 - names file:line
+            return
+        if config.settings.concurrency != self.config.settings.concurrency or config.settings.state != self.config.settings.state:
+            log.warning("settings.concurrency and settings.state take effect at the next restart")
+        self.config = config
+        self.sync_jobs(config)
+        log.info("config reloaded", extra={"status": f"{len(self._schedules)} trait(s) scheduled"})
+
+    def serve(self, host: str, port: int) -> int:
+        from apscheduler.events import EVENT_JOB_SUBMITTED
+
+        try:
+            server = StatusServer(host, port, self.health, self.metrics.render)
+        except OSError as e:
+            log.error("cannot serve health and metrics on %s:%s: %s", host, port, e.strerror)  # noqa: TRY400
+            return ExitCode.CONFIG
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._signal)
+        self.scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        self.sync_jobs(self.config)
+        self.scheduler.start()
+        server.start()
+        log.info("daemon started", extra={"status": f"serving http://{server.address}/healthz and /metrics"})
+        try:
+            return self._loop()
+        finally:
+            server.stop()
+
+    def _loop(self) -> int:
+        dead_logged = False
+        while True:
+            while self._signals:
+                signum = self._signals.pop(0)
+                if signum == signal.SIGHUP:
+                    self.reload()
+                else:
+                    return self.stop(signal.Signals(signum).name)
+            self.store_next_runs()
+            healthy, _ = self.health()
+            if not healthy and not dead_logged:
+                log.error("the scheduler thread stopped; /healthz now answers 503")
+                dead_logged = True
+            self._stopping.wait(TICK_SECONDS)
+
+    def stop(self, reason: str) -> int:
+        log.info("stopping (%s): waiting up to %gs for running traits", reason, self.grace)
+        self._stopping.set()
+        self.scheduler.pause()
+        deadline = time.monotonic() + self.grace
+        while self._running and time.monotonic() < deadline:
+            time.sleep(TICK_SECONDS)
+        self.store_next_runs()
+        with self._mutex:
+            cut = sorted(self._running)
+        self.scheduler.shutdown(wait=False)
+        self.state.close()
+        if cut:
+            # worker threads cannot be stopped; leaving now is what a kill would do, and each
+            # cut run is marked running, so the next start resumes it under the same run_id
+            log.warning("grace period over; these runs resume at the next start: %s", ", ".join(cut))
+            logging.shutdown()
+            os._exit(ExitCode.OK)
+        log.info("stopped")
+        return ExitCode.OK
+
+
+def run_daemon(config_dir: Path, host: str = "127.0.0.1", port: int = 9465) -> int:
+    """Run the scheduler until SIGTERM/SIGINT; returns the exit code."""
+    setup_logging()
+    try:
+        config = load_config(config_dir)
+        daemon = Daemon(config_dir, config)
+    except TraitsError as e:
+        log.error("%s", e)  # noqa: TRY400 - a user error, no traceback
+        return e.exit_code
+    return daemon.serve(host, port)
+
+
+__all__ = ["Daemon", "next_run_times", "run_daemon"]
