@@ -88,23 +88,26 @@ def test_runs_on_time_in_parallel_and_metrics_match_history(project: Project, da
     assert [r.run_id for r in project.runs() if r.status == "running"] == [], "a graceful stop finishes its runs"
 
 
-def test_sigterm_mid_run_then_restart_resumes(project: Project, daemons) -> None:
+def test_sigterm_mid_run_exits_0_and_the_next_start_picks_up(project: Project, daemons) -> None:
     project.traits(trait_yaml("slow", SLOW_SQL, "out_slow", "every 1h"))
     first = daemons(env={"TRAITS_SHUTDOWN_GRACE": "0.5"})
     running = wait_for(lambda: [r for r in project.runs("slow") if r.status == "running"], "the slow run to start", 20)[0]
     first.signal(signal.SIGTERM)
     assert first.process.wait(timeout=15) == 0
     cut = project.runs("slow")
-    assert [(r.run_id, r.status) for r in cut] == [(running.run_id, "running")], "the cut run is left to resume"
+    assert [(r.run_id, r.status) for r in cut] == [(running.run_id, "running")], "the cut run is left for the next start"
     store = project.state()
     assert store.lock_holder("slow") is None
     store.close()
 
     second = daemons(env={"TRAITS_SHUTDOWN_GRACE": "30"})
-    wait_for(lambda: project.finished("slow"), "the cut run to be resumed at start", 30)
-    runs = project.runs("slow")
-    assert [(r.run_id, r.status) for r in runs] == [(running.run_id, "ok")], "resumed under the same run_id"
-    assert runs[0].resumed >= 1
+    wait_for(lambda: len(project.finished("slow")) == 2, "the next start to settle the cut run and run again", 30)
+    closed, fresh = project.runs("slow")
+    # cut before anything was sent: closed as failed, and a fresh run sends everything
+    assert (closed.run_id, closed.status, closed.phase) == (running.run_id, "failed", "query")
+    assert "interrupted" in (closed.error or "")
+    assert fresh.status == "ok"
+    assert fresh.owner == second.owner
     assert project.sent_ids("slow.jsonl") == {f"u{i}" for i in range(USERS)}
     assert second.stop() == 0
 

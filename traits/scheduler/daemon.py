@@ -128,10 +128,12 @@ class Daemon:
         if name not in config.traits:
             return
         state: StateStore | None = None
-        record: RunRecord | None = None
+        records: list[RunRecord] = []
         try:
             state = open_state(config)
-            record = run_trait(config, state, name, RunOptions(owner=self.owner)).record
+            result = run_trait(config, state, name, RunOptions(owner=self.owner))
+            # a killed run resumed first is a history record of its own: count both
+            records = [result.resumed.record, result.record] if result.resumed is not None else [result.record]
         except LockedError as e:
             self.metrics.skipped.labels(name, "locked").inc()
             log.warning("skipped: %s", e, extra={"trait": name})
@@ -142,14 +144,16 @@ class Daemon:
             return
         except Exception:  # one trait's bug never stops the daemon
             log.exception("run crashed", extra={"trait": name})
-            record = self._crashed_record(state, name)
-            if record is None:
+            crashed = self._crashed_record(state, name)
+            if crashed is None:
                 self.metrics.skipped.labels(name, "error").inc()
                 return
+            records = [crashed]
         finally:
             if state is not None:
                 state.close()
-        self._finished(config, record)
+        for record in records:
+            self._finished(config, record)
 
     def _crashed_record(self, state: StateStore | None, name: str) -> RunRecord | None:
         """The record run_trait saved as failed before re-raising, if it got that far."""

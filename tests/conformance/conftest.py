@@ -1,0 +1,208 @@
+"""Fixtures: each engine of the conformance suite, its stand-in started here and torn down after.
+
+Every engine gets the same data: ``conf.numbers`` (n = 1‥2500), readable by the configured
+user, and ``restricted.secrets``, which the configured user may not read (where the engine has
+users). Postgres and the Redshift stand-in use the database ``traits_conformance`` on the local
+server and the role ``traits_reader``, granted USAGE on ``conf`` and SELECT on its tables only.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .engines import (
+    BIGQUERY_TYPES,
+    DUCKDB_TYPES,
+    PG_ADMIN,
+    PG_DATABASE,
+    POSTGRES_TYPES,
+    READER,
+    READER_PASSWORD,
+    REDSHIFT_TYPES,
+    SNOWFLAKE_TYPES,
+    Dialect,
+    Engine,
+    require_postgres,
+)
+
+ENGINES = ["duckdb", "postgres", "postgres_psycopg", "redshift", "snowflake", "bigquery"]
+
+PG_SETUP = f"""
+drop schema if exists conf cascade;
+drop schema if exists restricted cascade;
+do $$ begin
+  if not exists (select from pg_roles where rolname = '{READER}') then create role {READER} login; end if;
+end $$;
+set password_encryption = 'md5';
+alter role {READER} login password '{READER_PASSWORD}';
+create schema conf;
+create schema restricted;
+create table conf.numbers as select g as n from generate_series(1, 2500) g;
+create table conf.guarded as select g as n from generate_series(1, 3) g;
+create function conf.purge() returns int language sql as 'delete from conf.guarded; select 1';
+create table restricted.secrets as select 'u1' as user_id, 1 as n;
+grant usage on schema conf to {READER};
+grant select on all tables in schema conf to {READER};
+alter default privileges in schema conf grant select on tables to {READER};
+"""
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    fixture: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return fixture
+
+
+# -- DuckDB ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def duckdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    import duckdb
+
+    path = tmp_path_factory.mktemp("duckdb") / "warehouse.duckdb"
+
+    def admin(sql: str) -> None:
+        con = duckdb.connect(str(path))
+        try:
+            con.execute(sql)
+        finally:
+            con.close()
+
+    admin("create schema conf; create table conf.numbers as select range as n from range(1, 2501)")
+    dialect = Dialect(types=DUCKDB_TYPES, slow="select 'x' as user_id, count(*) as n from range(100000) a, range(100000) b "
+                      "where (a.range * b.range) % 7 = 3")
+    return Engine("duckdb", {"type": "duckdb", "path": str(path), "batch_rows": 1000}, admin, dialect)
+
+
+# -- Postgres and the Redshift stand-in -------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_database() -> str:
+    """The admin DSN of the conformance database, set up afresh for this session."""
+    require_postgres()
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (PG_DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f"create database {PG_DATABASE}")
+    dsn = make_conninfo(**{**conninfo_to_dict(PG_ADMIN), "dbname": PG_DATABASE})
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(PG_SETUP)
+    return dsn
+
+
+def _pg_admin(dsn: str) -> Any:
+    def admin(sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(f"grant select on all tables in schema conf to {READER}")
+
+    return admin
+
+
+PG_DENIED = ("select user_id, n from restricted.secrets", f"GRANT USAGE ON SCHEMA restricted TO {READER}")
+
+
+def _postgres(dsn: str, driver: str) -> Engine:
+    source = {"type": "postgres", "host": "127.0.0.1", "port": 5432, "database": PG_DATABASE, "user": READER,
+              "password": READER_PASSWORD, "driver": driver, "batch_rows": 1000}
+    dialect = Dialect(types=POSTGRES_TYPES, slow="select 'x' as user_id, pg_sleep(30) as n")
+    return Engine("postgres", source, _pg_admin(dsn), dialect, denied=PG_DENIED, read_only_session=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_engine(pg_database: str) -> Engine:
+    return _postgres(pg_database, "adbc")
+
+
+@pytest.fixture(scope="session")
+def postgres_psycopg_engine(pg_database: str) -> Engine:
+    return _postgres(pg_database, "psycopg")
+
+
+@pytest.fixture(scope="session")
+def redshift_engine(pg_database: str) -> Iterator[Engine]:
+    pytest.importorskip("redshift_connector", reason="pip install 'sql-traits[redshift]'")
+    from standins.redshift_proxy import redshift_proxy
+
+    with redshift_proxy() as proxy:
+        source = {"type": "redshift", "host": "127.0.0.1", "port": proxy.port, "database": PG_DATABASE, "user": READER,
+                  "password": READER_PASSWORD, "ssl": False, "batch_rows": 1000}
+        dialect = Dialect(types=REDSHIFT_TYPES, slow="select 'x' as user_id, pg_sleep(30) as n")
+        yield Engine("redshift", source, _pg_admin(pg_database), dialect, denied=PG_DENIED, read_only_session=True)
+
+
+# -- Snowflake (fakesnow's server) --------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def snowflake_engine() -> Iterator[Engine]:
+    fakesnow = pytest.importorskip("fakesnow", reason="pip install 'fakesnow[server]'")
+    import snowflake.connector
+
+    logging.getLogger("fakesnow").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
+    with fakesnow.server() as kwargs:
+        conn = snowflake.connector.connect(**kwargs)
+        cursor = conn.cursor()
+
+        def admin(sql: str) -> None:
+            for statement in filter(str.strip, sql.split(";")):
+                cursor.execute(statement)
+
+        admin("create database if not exists confdb; use database confdb; create schema if not exists conf; "
+              "create or replace table conf.numbers as select seq4() + 1 as n from table(generator(rowcount => 2500))")
+        source = {"type": "snowflake", "account": kwargs["account"], "user": kwargs["user"], "password": kwargs["password"],
+                  "host": kwargs["host"], "port": kwargs["port"], "protocol": "http", "database": "CONFDB", "schema": "CONF",
+                  "role": "TRAITS_READER", "batch_rows": 1000}
+        # fakesnow has no grants: Snowflake answers a table the role may not read exactly as a
+        # missing one (002003 "does not exist or not authorized"), which is what this checks
+        denied = ("select user_id, n from restricted.secrets", "GRANT SELECT ON ALL TABLES IN SCHEMA")
+        try:
+            yield Engine("snowflake", source, admin, Dialect(types=SNOWFLAKE_TYPES), denied=denied)
+        finally:
+            conn.close()
+
+
+# -- BigQuery (a fake of the REST API over DuckDB) -----------------------------------------------------
+
+@pytest.fixture(scope="session")
+def bigquery_engine() -> Iterator[Engine]:
+    pytest.importorskip("google.cloud.bigquery", reason="pip install 'sql-traits[bigquery]'")
+    pytest.importorskip("sqlglot", reason="the BigQuery stand-in translates SQL with sqlglot")
+    import duckdb
+    from standins.bigquery_fake import fake_bigquery
+
+    con = duckdb.connect(":memory:")
+
+    def admin(sql: str) -> None:
+        cursor = con.cursor()
+        try:
+            cursor.execute(sql)
+        finally:
+            cursor.close()
+
+    admin("create schema conf; create table conf.numbers as select range as n from range(1, 2501); "
+          "create schema restricted; create table restricted.secrets as select 'u1' as user_id, 1 as n")
+    with fake_bigquery(con, denied={"restricted"}) as (endpoint, _fake):
+        source = {"type": "bigquery", "project": "conformance", "api_endpoint": endpoint, "batch_rows": 1000}
+        dialect = Dialect(text="string", types=BIGQUERY_TYPES,
+                          slow="select count(*) as n from unnest(generate_array(1, 100000)) a "
+                          "cross join unnest(generate_array(1, 100000)) b where mod(a * b, 7) = 3")
+        denied = ("select user_id, n from restricted.secrets", "BigQuery Data Viewer")
+        yield Engine("bigquery", source, admin, dialect, denied=denied)
+    con.close()
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    return tmp_path
