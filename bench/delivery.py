@@ -16,7 +16,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import resource
 import tempfile
 import threading
 import time
@@ -123,10 +122,11 @@ def make_project(root: Path, rows: int, sink: str) -> Path:
     return config
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory now (VmRSS) or at its peak (VmHWM); unlike ru_maxrss, not inherited across exec."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -182,7 +182,7 @@ def bench_traits(config: Path) -> dict[str, Any]:
         "status": result.record.status, "sent": result.record.sent, "run_id": result.record.run_id,
         "started_at": result.record.started_at, "total_s": total, "deliver_s": delivery,
         "rss_before_deliver_mb": progress.rss_at_start, "peak_rss_deliver_mb": progress.peak_rss,
-        "peak_rss_process_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_process_mb": rss_mb("VmHWM"),
     }
 
 
@@ -211,7 +211,7 @@ def _segment_client(sink: str, calls: int, run_id: str, started_at: str, conn: A
     client.flush()
     client.join()
     elapsed = time.monotonic() - started
-    conn.send({"seconds": elapsed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    conn.send({"seconds": elapsed, "peak_rss_mb": rss_mb("VmHWM")})
 
 
 def main() -> None:

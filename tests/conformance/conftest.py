@@ -49,6 +49,7 @@ create function conf.purge() returns int language sql as 'delete from conf.guard
 create table restricted.secrets as select 'u1' as user_id, 1 as n;
 grant usage on schema conf to {READER};
 grant select on all tables in schema conf to {READER};
+grant delete on conf.guarded to {READER};
 alter default privileges in schema conf grant select on tables to {READER};
 """
 

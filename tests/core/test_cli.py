@@ -108,10 +108,6 @@ def test_history_reads_while_another_process_runs(duck_project: Project) -> None
         status = json.loads(duck_project.cli("status", "--json").stdout)["traits"][0]
         if status["health"] == "running":
             assert "pid" in status["running_by"]
-            # a second runner of the same trait is refused, naming the holder
-            busy = duck_project.cli("run", "t", "--json")
-            if busy.exit_code == 1:
-                assert "already running" in busy.stderr
     assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
     assert seen_running
     assert json.loads(duck_project.cli("history", "--json").stdout)["runs"][0]["sent"] == 200000

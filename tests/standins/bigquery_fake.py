@@ -95,7 +95,13 @@ class FakeBigQuery:
         if timer is not None:
             timer.start()
         try:
-            return cursor.sql(translated).to_arrow_table(), None
+            relation = cursor.sql(translated)
+            json_columns = [i for i, kind in enumerate(relation.types) if str(kind) == "JSON"]
+            table = relation.to_arrow_table()
+            for i in json_columns:  # DuckDB exports JSON as plain text: keep its type for the schema
+                table = table.set_column(i, table.field(i).name, pa.ExtensionArray.from_storage(
+                    pa.json_(), table.column(i).combine_chunks().cast(pa.string())))
+            return table, None
         except duckdb.InterruptException:
             return None, {"reason": "timeout", "message": f"Job timed out after {timeout_ms / 1000:g} sec (jobTimeoutMs)"}
         except duckdb.CatalogException as e:

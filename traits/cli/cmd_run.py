@@ -12,7 +12,6 @@ from traits.config.env import redact
 from traits.errors import ExitCode, TraitsError, exit_code_for
 from traits.pipeline.run import RunOptions, RunResult, run_trait
 
-
 _MARK = {"ok": "[green]✓[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]", "invalid": "[red]✗[/]", "failed": "[red]✗[/]"}
 
 

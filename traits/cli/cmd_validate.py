@@ -46,7 +46,8 @@ def validate(obj: Context, connect: bool, as_json: bool) -> None:
             f"{len(config.destinations)} destination(s), {len(config.traits)} trait(s)", markup=True,
         )
         for name, trait in config.traits.items():
-            stdout.print(f"  {escape(name)}: {trait.kind} trait from {escape(trait.source)} → {', '.join(trait.destinations) or '(compute only)'}, {trait.schedule}")
+            targets = ", ".join(trait.destinations) or "(compute only)"
+            stdout.print(f"  {escape(name)}: {trait.kind} trait from {escape(trait.source)} → {escape(targets)}, {trait.schedule}")
         for check in checks:
             mark = "[green]✓[/]" if check["ok"] else "[red]✗[/]"
             stdout.print(f"{mark} {check['kind']} {escape(check['name'])}", markup=True)

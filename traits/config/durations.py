@@ -12,14 +12,15 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 def parse_duration(value: object) -> float:
     """Seconds in ``value``: a number of seconds or text such as ``90s``, ``10m``, ``1h30m``."""
+    # ValueError, not TypeError: pydantic reports only ValueErrors as validation problems
     if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text like 30s, 10m, 1h")
+        raise ValueError("a duration is a number of seconds or text like 30s, 10m, 1h")  # noqa: TRY004
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if not isinstance(value, str):
-        raise ValueError("a duration is a number of seconds or text like 30s, 10m, 1h")
+        raise ValueError("a duration is a number of seconds or text like 30s, 10m, 1h")  # noqa: TRY004
     text = value.strip().lower().replace(" ", "")
     if text and _PART.sub("", text) == "" and _PART.search(text):
         return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))

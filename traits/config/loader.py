@@ -100,12 +100,9 @@ def _data_path(loc: tuple[int | str, ...], data: dict[str, Any]) -> NodePath:
     path: list[str | int] = []
     node: Any = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
             path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            path.append(part)
-            node = node[part]
+            node = node[part] if isinstance(node, dict) else node[int(part)]
         elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part, node):
             path.append(part)  # a missing or unknown key
             node = None

@@ -66,7 +66,7 @@ def load_yaml_file(file: Path) -> LocatedData:
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
         problem = (e.problem or e.context or "invalid YAML").strip()
         raise ConfigError(f"{where}: {problem}", hint="fix the YAML syntax there") from e
-    except Exception as e:  # noqa: BLE001 - ruamel raises several unrelated types
+    except Exception as e:
         raise ConfigError(f"{file}: cannot parse YAML: {e}") from e
     located = LocatedData()
     if root is None:

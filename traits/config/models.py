@@ -252,11 +252,13 @@ class Settings(Model):
     jitter: Seconds = 30.0
 
 
+AlertEvent = Literal["failed", "guarded", "invalid", "partial", "recovered"]
+ALERT_EVENTS: list[AlertEvent] = ["failed", "guarded", "invalid", "partial", "recovered"]
+
+
 class SlackAlerts(Model):
     url: SecretStr
-    on: list[Literal["failed", "guarded", "invalid", "partial", "recovered"]] = Field(
-        default_factory=lambda: ["failed", "guarded", "invalid", "partial", "recovered"]
-    )
+    on: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS))
 
 
 class Config(Model):

@@ -6,8 +6,10 @@ call is a few string joins, not a parse and re-serialize.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+from json.encoder import encode_basestring  # the C encoder json.dumps(..., ensure_ascii=False) uses
 from typing import Any, Literal
 
 from traits import __version__
@@ -22,6 +24,29 @@ GROUP_ANONYMOUS_PREFIX = "group:"
 def message_id(destination: str, trait: str, call_type: str, key: str, run_id: str) -> str:
     name = "\x1f".join((destination, trait, call_type, key, run_id))
     return str(uuid.uuid5(MESSAGE_NAMESPACE, name))
+
+
+class MessageIds:
+    """``message_id`` for many keys of one (destination, trait, type, run), several times faster.
+
+    The same UUIDv5 (SHA-1 of namespace + name, version and variant bits set), computed from a
+    hash state primed with the parts every key shares instead of through ``uuid.UUID`` objects:
+    messageIds are made once per call, and at a million calls ``uuid.uuid5`` was the slowest
+    step of delivery.
+    """
+
+    def __init__(self, destination: str, trait: str, call_type: str, run_id: str) -> None:
+        self._prefix = hashlib.sha1(MESSAGE_NAMESPACE.bytes + f"{destination}\x1f{trait}\x1f{call_type}\x1f".encode(), usedforsecurity=False)
+        self._suffix = f"\x1f{run_id}"
+
+    def __call__(self, key: str) -> str:
+        h = self._prefix.copy()
+        h.update((key + self._suffix).encode())
+        d = bytearray(h.digest()[:16])
+        d[6] = (d[6] & 0x0F) | 0x50  # version 5
+        d[8] = (d[8] & 0x3F) | 0x80  # RFC 4122 variant
+        x = d.hex()
+        return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 class CallBuilder:
@@ -45,7 +70,8 @@ class CallBuilder:
         self.call_type = "identify" if kind == "user" else "group"
         self.send_changed_only = send == "changed" and not full_resync
         self.clear_exits = on_exit == "clear"
-        self._prefix = ('{"type":"%s",' % self.call_type).encode()
+        self._prefix = f'{{"type":"{self.call_type}",'.encode()
+        self._message_id = MessageIds(destination, trait, self.call_type, run_id)
         self._stamp = json.dumps(timestamp)
         self._context = {
             change: json.dumps(
@@ -68,7 +94,7 @@ class CallBuilder:
             traits = _changed_only(v, old_v)
         else:
             traits = v or "{}"
-        mid = message_id(self.destination, self.trait, self.call_type, key, self.run_id)
+        mid = self._message_id(key)
         ids = self._ids(key, uid)
         body = (
             f'{ids},"traits":{traits},"messageId":"{mid}","timestamp":{self._stamp},"context":{self._context[change]}}}'
@@ -77,11 +103,11 @@ class CallBuilder:
 
     def _ids(self, key: str, uid: str | None) -> str:
         if self.call_type == "identify":
-            return f'"userId":{json.dumps(key, ensure_ascii=False)}'
+            return f'"userId":{encode_basestring(key)}'
         if uid:
-            return f'"groupId":{json.dumps(key, ensure_ascii=False)},"userId":{json.dumps(uid, ensure_ascii=False)}'
+            return f'"groupId":{encode_basestring(key)},"userId":{encode_basestring(uid)}'
         anonymous = GROUP_ANONYMOUS_PREFIX + key
-        return f'"groupId":{json.dumps(key, ensure_ascii=False)},"anonymousId":{json.dumps(anonymous, ensure_ascii=False)}'
+        return f'"groupId":{encode_basestring(key)},"anonymousId":{encode_basestring(anonymous)}'
 
 
 def _changed_only(v: str, old_v: str) -> str:

@@ -200,7 +200,7 @@ class _Runner:
                 self.sample_rows = _sample(con, shape, staged_path, self.options.sample_rows)
             self._phase(record, "diff")
             differ = LocalDiffer(con, staged_path, run_dir / "fingerprint.parquet", shape)
-            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed and record.phase != "diff")
+            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or (resumed and record.phase != "diff"))
         finally:
             con.close()
         builders = {d: self._builder(d, record) for d in self.trait.destinations}

@@ -32,7 +32,7 @@ def stage(batches: Iterable[pa.RecordBatch], path: Path, *, trait: str) -> Stage
                 schema = _checked_schema(batch.schema, trait)
                 writer = pq.ParquetWriter(tmp, schema, compression="lz4", write_statistics=False)
             elif not batch.schema.equals(schema):
-                batch = _conform(batch, schema, trait)  # type: ignore[arg-type]
+                batch = _conform(batch, schema, trait)
             writer.write_batch(batch, row_group_size=256 * 1024)
             rows += batch.num_rows
     finally:

@@ -105,7 +105,7 @@ def _marker(field: pa.Field) -> str | None:
     if isinstance(field.type, pa.ExtensionType) and field.type.extension_name == "arrow.json":
         return "json"
     if field.metadata and b"sql_traits.type" in field.metadata:
-        return field.metadata[b"sql_traits.type"].decode()
+        return str(field.metadata[b"sql_traits.type"].decode())
     return None
 
 

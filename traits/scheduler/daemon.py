@@ -62,7 +62,10 @@ class Daemon:
         self._mutex = threading.Lock()
         self._running: dict[str, str] = {}  # trait → run start (ISO)
         self._last: dict[str, dict[str, Any]] = {}  # trait → last finished run, for /healthz and alerts
-        self._pending: dict[str, datetime] = {}  # trait → a submitted run not yet started
+        # trait → the scheduled time of its last submitted run, and when a run last started: a
+        # submitted run not started yet is still due (the event may arrive after the start)
+        self._submitted: dict[str, datetime] = {}
+        self._started: dict[str, datetime] = {}
         self._schedules: dict[str, str] = {}  # trait → the schedule its job was made for
         self._stored: dict[str, Any] = {}
         self._stopping = threading.Event()
@@ -104,16 +107,17 @@ class Daemon:
 
     def _on_submitted(self, event: Any) -> None:
         with self._mutex:
-            self._pending[event.job_id] = min(event.scheduled_run_times)
+            self._submitted[event.job_id] = min(event.scheduled_run_times)
 
     def _job(self, name: str) -> None:
         """One scheduled run of ``name``, in a worker thread. Never raises."""
         if self._stopping.is_set():
-            return  # queued before the stop: leave it due (``_pending``) for the next start
+            return  # queued before the stop: it stays due for the next start
         config = self.config
+        now = datetime.now(UTC)
         with self._mutex:
-            self._pending.pop(name, None)
-            self._running[name] = datetime.now(UTC).isoformat()
+            self._started[name] = now
+            self._running[name] = now.isoformat()
         self.metrics.running.inc()
         try:
             self._run(config, name)
@@ -192,7 +196,9 @@ class Daemon:
         """Write each trait's next run (a submitted run not yet started counts as due) if it changed."""
         for job in self.scheduler.get_jobs():
             with self._mutex:
-                at = self._pending.get(job.id) or job.next_run_time
+                submitted, started = self._submitted.get(job.id), self._started.get(job.id)
+            due = submitted is not None and (started is None or submitted > started)
+            at = submitted if due else job.next_run_time
             trait = self.config.traits.get(job.id)
             if at is None or trait is None:
                 continue

@@ -21,13 +21,13 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from traits.columnar import sql_path
 from traits.destinations.base import Call
 from traits.errors import LockedError, StateError
 from traits.state import sql
 from traits.state.base import AckLog, StateStore
 from traits.state.records import RunRecord
 from traits.state.snapshot_files import SnapshotDir
-from traits.columnar import sql_path
 
 _SCHEMA = """
 create table if not exists runs (

@@ -107,6 +107,15 @@ def _interval_seconds(column: pa.Array) -> pa.Array:
     return pa.array(values, pa.float64())
 
 
+def mark_json(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
+    """Columns the engine typed as JSON but the driver handed over as plain strings, marked as JSON."""
+    if not names:
+        return batch
+    pairs = zip(batch.schema, batch.columns, strict=True)
+    columns = [as_json_text(c) if f.name in names and pa.types.is_string(f.type) else c for f, c in pairs]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
+
 def as_json_text(column: pa.Array) -> pa.Array:
     """A string column of JSON text as the ``arrow.json`` extension type."""
     storage = column.storage if isinstance(column, pa.ExtensionArray) else column

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from traits.errors import WarehouseError
-from traits.warehouses.arrow_types import as_json_text, portable_batch
+from traits.warehouses.arrow_types import mark_json, portable_batch
 from traits.warehouses.base import APPLICATION_NAME, Warehouse, fmt_error, limited, missing_driver, resolve_path
 
 if TYPE_CHECKING:
@@ -99,10 +99,10 @@ class BigQueryWarehouse(Warehouse):
             yielded = False
             for batch in rows.to_arrow_iterable(bqstorage_client=None):
                 yielded = True
-                yield portable_batch(_with_json(batch, json_columns))
+                yield portable_batch(mark_json(batch, json_columns))
             if not yielded:
                 schema = rows.to_arrow(create_bqstorage_client=False).schema
-                yield portable_batch(_with_json(pa.RecordBatch.from_pylist([], schema=schema), json_columns))
+                yield portable_batch(mark_json(pa.RecordBatch.from_pylist([], schema=schema), json_columns))
         except (concurrent.futures.TimeoutError, gexc.DeadlineExceeded) as e:
             _cancel(client, job)
             raise self._timeout() from e
@@ -165,17 +165,6 @@ class BigQueryWarehouse(Warehouse):
             client.close()
         shown = ", ".join(datasets[:10]) + (" …" if len(datasets) > 10 else "")
         return [f"ran a query in project {self.config.project}", f"{len(datasets)} visible dataset(s): {shown or 'none'}"]
-
-
-def _with_json(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
-    """BigQuery JSON columns arrive as plain strings: mark them as JSON."""
-    if not names:
-        return batch
-    import pyarrow as pa
-
-    pairs = zip(batch.schema, batch.columns, strict=True)
-    columns = [as_json_text(c) if f.name in names and pa.types.is_string(f.type) else c for f, c in pairs]
-    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _client_info() -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from traits.errors import WarehouseError
-from traits.warehouses.arrow_types import portable_batch
+from traits.warehouses.arrow_types import mark_json, portable_batch
 from traits.warehouses.base import Warehouse, fmt_error, limited, resolve_path
 
 if TYPE_CHECKING:
@@ -44,13 +44,16 @@ class DuckDBWarehouse(Warehouse):
         timer.start()
         wrapped = limited(sql, max_rows)
         try:
-            reader = con.sql(wrapped).to_arrow_reader(self.config.batch_rows)
+            relation = con.sql(wrapped)
+            # DuckDB exports JSON as plain text: mark it from the relation's own types
+            json_columns = {name for name, kind in zip(relation.columns, relation.types, strict=True) if str(kind) == "JSON"}
+            reader = relation.to_arrow_reader(self.config.batch_rows)
             yielded = False
             for batch in reader:
                 yielded = True
-                yield portable_batch(batch)
+                yield portable_batch(mark_json(batch, json_columns))
             if not yielded:
-                yield _empty(reader.schema)
+                yield portable_batch(mark_json(_empty(reader.schema), json_columns))
         except duckdb.Error as e:
             raise self._error(e, sql, wrapped, timed_out=not timer.is_alive()) from e
         finally:
@@ -90,7 +93,7 @@ class DuckDBWarehouse(Warehouse):
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
     import pyarrow as pa
 
-    return portable_batch(pa.RecordBatch.from_pylist([], schema=schema))
+    return pa.RecordBatch.from_pylist([], schema=schema)
 
 
 _LINE = re.compile(r"^LINE (\d+): ?", re.M)

@@ -40,7 +40,7 @@ def pg_error(source: str, engine: str, sqlstate: str | None, message: str, *, po
     where = f"source {source}"
     first = message.strip().splitlines()[0] if message.strip() else engine + " error"
     first = re.sub(r"^(ERROR|FATAL):\s+", "", first)
-    code = sqlstate or ""
+    code = sqlstate or _sqlstate_from_text(first)
     if code == "42501" or "permission denied" in first.lower():
         match = _PERMISSION.search(first)
         if match:
@@ -64,6 +64,23 @@ def pg_error(source: str, engine: str, sqlstate: str | None, message: str, *, po
     if code == "3D000":
         return WarehouseError(f"{where}: {first}", hint="check the database name")
     return connection_error(where, engine, first) or WarehouseError(f"{where}: {first}")
+
+
+_TEXT_STATES = (
+    ("read-only transaction", "25006"),
+    ("statement timeout", "57014"),
+    ("permission denied", "42501"),
+    ("syntax error", "42601"),
+)
+
+
+def _sqlstate_from_text(message: str) -> str:
+    """Some drivers (ADBC mid-stream) drop the SQLSTATE: recover the common ones from the text."""
+    lowered = message.lower()
+    for text, state in _TEXT_STATES:
+        if text in lowered:
+            return state
+    return ""
 
 
 def connection_error(where: str, engine: str, text: str) -> WarehouseError | None:

@@ -95,11 +95,13 @@ class PostgresWarehouse(Warehouse):
                 reader = cursor.fetch_record_batch()
                 yielded = False
                 for batch in reader:
-                    yielded = True
-                    yield portable_batch(batch)
+                    # ADBC sizes batches by bytes (its batch_size_hint_bytes); slices cap the rows too
+                    for offset in range(0, batch.num_rows, self.config.batch_rows):
+                        yielded = True
+                        yield portable_batch(batch.slice(offset, self.config.batch_rows))
                 if not yielded:
                     yield portable_batch(pa.RecordBatch.from_pylist([], schema=reader.schema))
-            except AdbcError as e:
+            except (AdbcError, pa.ArrowException, OSError) as e:  # errors met mid-stream come as Arrow errors
                 raise self._error(e, sql, wrapped) from e
             finally:
                 cursor.close()
@@ -128,7 +130,8 @@ class PostgresWarehouse(Warehouse):
                         if len(rows) < self.config.batch_rows:
                             break
                 except psycopg.Error as e:
-                    raise self._error(e, sql, wrapped) from e
+                    # positions count from the start of the DECLARE psycopg sends for a named cursor
+                    raise self._error(e, sql, f'DECLARE "sql_traits_result" CURSOR FOR {wrapped}') from e
         finally:
             conn.close()
 
