@@ -7,7 +7,7 @@ directory, never as a Python loop over rows.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     import duckdb
 
 DEFAULT_MEMORY_LIMIT = "512MB"
+#: bump when the row-hash normalization (``pipeline.types``) changes, so old hashes are recomputed
+HASH_SCHEME = "sql-traits/h1"
+#: SQL for a value that changes whenever the engine's hash function (or our scheme) does
+HASH_CANARY_SQL = f"hash('{HASH_SCHEME}')"
+#: the columns of a snapshot file: id, h (row hash), v (canonical JSON), u (an account's user
+#: id), deleted (an exit), hv (the hash canary of the engine that computed h)
+SNAPSHOT_SELECT = "id, h, v, u, deleted, hv"
 
 
 def connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
@@ -43,21 +50,26 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def latest_rows(files: Sequence[Path], columns: str = "id, h, v, deleted") -> str:
+def latest_rows(files: Sequence[Path], columns: str = SNAPSHOT_SELECT, per_file: Mapping[Path, str] | None = None) -> str:
     """SQL for the current rows of a snapshot: a later file's row for an id wins; deleted ones dropped.
 
     Written as anti joins of each file against the files after it, which is cheap when the
-    first file is large and the later ones small (the shape compaction keeps).
+    first file is large and the later ones small (the shape compaction keeps). ``per_file``
+    replaces the select list for some files (to rehash rows an older engine hashed).
     """
     if not files:
-        return "select cast(null as varchar) as id, cast(null as ubigint) as h, cast(null as varchar) as v, false as deleted where false"
+        return (
+            "select cast(null as varchar) as id, cast(null as ubigint) as h, cast(null as varchar) as v, "
+            "cast(null as varchar) as u, false as deleted, cast(null as ubigint) as hv where false"
+        )
     parts = []
     for index, file in enumerate(files):
         later = files[index + 1 :]
         source = f"read_parquet('{sql_path(file)}')"
+        select = (per_file or {}).get(file, columns)
         if later:
-            parts.append(f"select {columns} from {source} where id not in (select id from read_parquet({sql_list(later)}))")
+            parts.append(f"select {select} from {source} where id not in (select id from read_parquet({sql_list(later)}))")
         else:
-            parts.append(f"select {columns} from {source}")
+            parts.append(f"select {select} from {source}")
     union = "\nunion all\n".join(parts)
     return f"select * from (\n{union}\n) where not deleted"

@@ -179,3 +179,26 @@ def test_empty_first_result_is_valid_and_sends_nothing(project: Project, rows: i
     assert code == 0
     assert out["runs"][0]["rows"] == 0
     assert project.calls() == []
+
+
+def test_rows_hashed_by_another_engine_version_are_rehashed_not_resent(duck_project: Project) -> None:
+    """After a DuckDB upgrade changes its hash function, snapshot rows are rehashed from their values."""
+    import duckdb
+
+    project = duck_project
+    project.sql("create table people (id varchar, n integer, score double precision, active boolean, seen timestamp, d decimal(10, 2))")
+    project.sql("insert into people select 'u' || g, g % 7, g * 1.5, g % 2 = 0, timestamp '2026-01-01 10:00:00.123' + to_days(g), g / 3 from range(40) t(g)")
+    project.write(TRAIT.format(extra="").replace("select id as user_id, n, score, active from people", "select id as user_id, n, score, active, seen, d from people"))
+    assert project.run_json("--all")[0] == 0
+    snapshots = list((project.root / ".traits" / "snapshots").rglob("*.parquet"))
+    assert snapshots
+    con = duckdb.connect()
+    for file in snapshots:  # as if another engine version had written them
+        con.execute(f"copy (select * replace (hv + 1 as hv, h + 7 as h) from read_parquet('{file}')) to '{file}.x' (format parquet)")
+        file.with_name(file.name + ".x").replace(file)
+    code, out = project.run_json("scores")
+    assert code == 0
+    assert out["runs"][0]["sent"] == 0
+    assert out["runs"][0]["unchanged"] == 40
+    project.sql("update people set seen = seen + interval 1 second where id = 'u3'")
+    assert project.run_json("scores")[1]["runs"][0]["changed"] == 1

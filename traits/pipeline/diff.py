@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from traits.columnar import latest_rows, sql_path
+from traits.columnar import HASH_CANARY_SQL, latest_rows, sql_path
 from traits.errors import GuardError
 
 if TYPE_CHECKING:
@@ -48,41 +48,54 @@ class LocalDiffer:
         self.staged = staged
         self.fingerprint = fingerprint
         self.shape = shape
+        row = con.execute(f"select {HASH_CANARY_SQL}").fetchone()
+        self.canary = int(row[0]) if row else 0
+
+    def _hashes(self, snapshot: list[Path]) -> str:
+        """The snapshot's (id, h), with rows an older hash function wrote rehashed from their values."""
+        stale = {}
+        for file in snapshot:
+            row = self.con.execute(f"select any_value(hv) from read_parquet('{sql_path(file)}')").fetchone()
+            if row is not None and row[0] is not None and int(row[0]) != self.canary:
+                stale[file] = f"id, {self.shape.rehash_sql} as h, deleted"
+        return latest_rows(snapshot, "id, h, deleted", stale)
 
     def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
         con = self.con
-        snap = latest_rows(snapshot, "id, h, deleted")
         differs = "true" if full_resync else "n.h is distinct from s.h"
+        fp = f"read_parquet('{sql_path(self.fingerprint)}')"
         con.execute(
             f"""create or replace temp table delta as
             select coalesce(n.id, s.id) as id,
                    case when s.id is null then 'added' when n.id is null then 'exited' else 'changed' end as change,
                    n.h as h
-            from read_parquet('{sql_path(self.fingerprint)}') n
-            full outer join ({snap}) s on n.id = s.id
-            where {differs} and (n.id is not null or s.id is not null)"""
+            from {fp} n
+            full outer join ({self._hashes(snapshot)}) s on n.id = s.id
+            where {differs}"""
         )
         counts = DiffCounts()
         for change, count in con.execute("select change, count(*) from delta group by change").fetchall():
             setattr(counts, str(change), int(count))
-        rows = (con.execute(f"select count(*) from read_parquet('{sql_path(self.fingerprint)}')").fetchone() or (0,))[0]
+        rows = (con.execute(f"select count(*) from {fp}").fetchone() or (0,))[0]
         counts.unchanged = int(rows) - counts.added - counts.changed
         counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
         old_for = "d.change = 'exited'" + (" or d.change = 'changed'" if old_values_for_changed else "")
         uid = self.shape.uid_sql or "cast(null as varchar)"
+        # the JSON of a row is built only for the rows that will be sent
         values = f"""select {self.shape.id_sql} as id, {self.shape.v_sql} as v, {uid} as uid
             from read_parquet('{sql_path(self.staged)}')
             where {self.shape.id_sql} in (select id from delta where change <> 'exited')"""
-        old = f"""select id, v from ({latest_rows(snapshot, "id, v, deleted")})
+        old = f"""select id, v, u from ({latest_rows(snapshot, "id, v, u, deleted")})
             where id in (select id from delta d where {old_for})"""
         con.execute(
             f"""COPY (
-                select d.id, d.change, d.h, r.v, r.uid, o.v as old_v
+                select d.id, d.change, d.h, r.v, coalesce(r.uid, o.u) as uid, o.v as old_v
                 from delta d
                 left join ({values}) r on r.id = d.id
                 left join ({old}) o on o.id = d.id
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
+        con.execute("drop table delta")
         return counts
 
 

@@ -31,7 +31,7 @@ from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
 from traits.pipeline.stage import stage
-from traits.pipeline.validate import Shape, check_shape, duck_types, fingerprint
+from traits.pipeline.validate import Shape, check_shape, check_sizes, duck_types, fingerprint
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
@@ -241,12 +241,11 @@ class _Runner:
 
         schema = pq.read_schema(staged)
         shape = check_shape(self.name, self.trait, self.config.settings, schema, duck_types(con, staged))
-        limit = min([MAX_CALL_BYTES, *(self._max_call_bytes(d) for d in self.trait.destinations)])
-        record.rows = fingerprint(con, self.name, shape, self.config.settings, staged, fp, max_call_bytes=limit)
+        record.rows = fingerprint(con, self.name, shape, self.config.settings, staged, fp)
         return shape
 
     def _max_call_bytes(self, destination: str) -> int:
-        return int(getattr(self.config.destinations[destination], "max_call_bytes", MAX_CALL_BYTES))
+        return min(MAX_CALL_BYTES, int(getattr(self.config.destinations[destination], "max_call_bytes", MAX_CALL_BYTES)))
 
     def _diff(self, differ: LocalDiffer, record: RunRecord, run_dir: Path, *, skip_guard: bool) -> dict[str, Path]:
         changes: dict[str, Path] = {}
@@ -258,6 +257,7 @@ class _Runner:
                 old_values_for_changed=self.trait.send == "changed",
                 full_resync=record.full_resync or self.options.full_resync,
             )
+            check_sizes(differ.con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
             if not skip_guard:
                 guard(self.name, destination, counts, max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
             record.destinations[destination] = DestinationCounts(

@@ -2,8 +2,14 @@
 
 Each staged column becomes one SQL expression for the columnar engine that yields the JSON
 value to send. ``canonical_json`` assembles them, keys sorted, into the canonical JSON text
-of a row: what is sent, what is hashed, and what the snapshot keeps, so two results compare
-by value and type, not by the text the warehouse printed.
+of a row: what is sent and what the snapshot keeps.
+
+Rows are compared by ``row_hash``: a hash of each value normalized to its JSON meaning (so
+an ``int4`` 5 and an ``int8`` 5 are equal, ``'5'`` and ``5`` are not, and column order does
+not matter), computed on typed values without building any text, which is what keeps an
+unchanged re-run cheap. The hash function is DuckDB's; every snapshot file records the
+``HASH_CANARY`` of the engine that wrote it, and rows from a file whose canary differs (a
+DuckDB upgrade changed the hash) are rehashed from their stored JSON (``rehash_sql``).
 
 | warehouse type                         | JSON value                                    |
 |----------------------------------------|-----------------------------------------------|
@@ -120,8 +126,81 @@ def canonical_json(columns: list[Column], *, decimals: str, allow_non_finite: bo
     return f"cast(to_json(struct_pack({fields})) as varchar)"
 
 
-def row_hash(v_sql: str, uid_sql: str | None) -> str:
-    """A stable 64-bit hash of what a call carries (the traits, and an account's user id)."""
-    if uid_sql is None:
-        return f"md5_number_lower({v_sql})"
-    return f"md5_number_lower(coalesce({uid_sql}, '') || chr(0) || {v_sql})"
+_MS = "millisecond"
+
+
+def _normalized(category: Category | None, x: str, duck_type: str, *, decimals: str, allow_non_finite: bool) -> str:
+    """``x`` as the typed value its JSON form stands for (what ``row_hash`` hashes)."""
+    match category:
+        case "string" | "time":
+            return f"cast({x} as varchar)"
+        case "integer":
+            return f"cast({x} as hugeint)"
+        case "float":
+            value = f"cast(cast({x} as varchar) as double)" if duck_type.upper() == "FLOAT" else f"cast({x} as double)"
+            return f"case when isfinite({x}) then {value} end" if allow_non_finite else value
+        case "decimal":
+            return f"cast({x} as varchar)" if decimals == "string" else f"cast({x} as double)"
+        case "date":
+            return f"cast({x} as date)"
+        case "timestamp":
+            return f"date_trunc('{_MS}', cast({x} as timestamptz))"
+        case "interval":
+            return f"cast(epoch({x}) as double)"
+        case "bytes":
+            return f"cast({x} as blob)"
+        case "json":
+            return f"cast(json({x}) as varchar)"
+        case "nested":
+            return f"cast(to_json({x}) as varchar)"
+        case "boolean":
+            return x
+        case _:
+            return "cast(null as varchar)"
+
+
+def _from_json(column: Column, v: str, *, decimals: str) -> str:
+    """The same normalized value, read back from a snapshot's canonical JSON ``v``."""
+    path = "'$.\"" + column.name.replace("'", "''").replace('"', '\\"') + "\"'"
+    text = f"json_extract_string({v}, {path})"
+    match column.category:
+        case "string" | "time":
+            return text
+        case "integer":
+            return f"try_cast({text} as hugeint)"
+        case "float" | "interval":
+            return f"try_cast({text} as double)"
+        case "decimal":
+            return text if decimals == "string" else f"try_cast({text} as double)"
+        case "date":
+            return f"try_cast({text} as date)"
+        case "timestamp":
+            return f"try_cast({text} as timestamptz)"
+        case "bytes":
+            return f"try(from_base64({text}))"
+        case "json" | "nested":
+            return f"cast(json_extract({v}, {path}) as varchar)"
+        case "boolean":
+            return f"try_cast({text} as boolean)"
+        case _:
+            return "cast(null as varchar)"
+
+
+def _signature(columns: list[Column]) -> str:
+    text = ",".join(f"{c.name}:{c.category}" for c in sorted(columns, key=lambda c: c.name))
+    return "'" + text.replace("'", "''") + "'"
+
+
+def row_hash(columns: list[Column], uid_sql: str | None, *, decimals: str, allow_non_finite: bool) -> str:
+    """A 64-bit hash of what a call carries: the traits by value and type, and an account's user id."""
+    values = [
+        _normalized(c.category, quote_ident(c.name), c.duck_type, decimals=decimals, allow_non_finite=allow_non_finite)
+        for c in sorted(columns, key=lambda c: c.name)
+    ]
+    return f"hash({', '.join(values)}, {uid_sql or 'cast(null as varchar)'}, {_signature(columns)})"
+
+
+def rehash_sql(columns: list[Column], *, decimals: str, v: str = "v", u: str = "u") -> str:
+    """``row_hash`` of a snapshot row, recomputed from its stored JSON and user id."""
+    values = [_from_json(c, v, decimals=decimals) for c in sorted(columns, key=lambda c: c.name)]
+    return f"hash({', '.join(values)}, {u}, {_signature(columns)})"

@@ -1,8 +1,10 @@
 """Validate: every rule of the result, checked on the whole staged result before anything is sent.
 
 ``check_shape`` checks the columns; ``fingerprint`` makes one pass over the rows that both
-checks them (null and duplicate ids, non-finite numbers, payload size) and writes the
-result's fingerprint, ``(id, uid, h)`` per row, which the diff joins against each snapshot.
+checks them (null and duplicate ids, non-finite numbers) and writes the result's
+fingerprint, ``(id, h)`` per row, which the diff joins against each snapshot. The size of
+each call is checked by the diff (``check_sizes``) on the rows it would send, still before
+anything is sent: an unchanged row was sent, at the same size, before.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pyarrow as pa
 
 from traits.columnar import quote_ident, sql_path
 from traits.errors import ValidationError
-from traits.pipeline.types import Column, canonical_json, categorize, id_sql, row_hash
+from traits.pipeline.types import Column, canonical_json, categorize, id_sql, rehash_sql, row_hash
 
 if TYPE_CHECKING:
     import duckdb
@@ -37,10 +39,9 @@ class Shape:
     v_sql: str
     id_sql: str
     uid_sql: str | None
-
-    @property
-    def h_sql(self) -> str:
-        return row_hash(self.v_sql, self.uid_sql)
+    h_sql: str
+    #: recomputes ``h`` from a snapshot row's ``v`` and ``u`` (after the hash function changed)
+    rehash_sql: str
 
 
 def check_shape(name: str, trait: Trait, settings: Settings, schema: pa.Schema, duck_types: dict[str, str]) -> Shape:
@@ -98,7 +99,9 @@ def check_shape(name: str, trait: Trait, settings: Settings, schema: pa.Schema, 
                 hint="flatten it in SQL, or set settings.allow_nested: true to send it as JSON",
             )
     v_sql = canonical_json(traits, decimals=settings.decimals, allow_non_finite=settings.allow_non_finite)
-    return Shape(id_column, uid_column, traits, v_sql, id_sql(id_column), id_sql(uid_column) if uid_column else None)
+    uid_sql = id_sql(uid_column) if uid_column else None
+    h_sql = row_hash(traits, uid_sql, decimals=settings.decimals, allow_non_finite=settings.allow_non_finite)
+    return Shape(id_column, uid_column, traits, v_sql, id_sql(id_column), uid_sql, h_sql, rehash_sql(traits, decimals=settings.decimals))
 
 
 def _marker(field: pa.Field) -> str | None:
@@ -114,34 +117,35 @@ def duck_types(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def fingerprint(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, out: Path, *, max_call_bytes: int) -> int:
-    """Check every row and write ``out`` = (id, uid, h) per row; returns the row count."""
+def fingerprint(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, out: Path) -> int:
+    """Check every row and write ``out`` = (id, h) per row; returns the row count."""
     where = f"trait {name}"
     non_finite = [c for c in shape.traits if c.category == "float"] if not settings.allow_non_finite else []
     bad = " or ".join(f"not isfinite({quote_ident(c.name)})" for c in non_finite) or "false"
-    uid = shape.uid_sql or "cast(null as varchar)"
     con.execute(
-        f"""COPY (
-            select id, uid, {row_hash("v", "uid" if shape.uid_sql else None)} as h,
-                   strlen(v) + coalesce(strlen(uid), 0) as n, rn, bad
-            from (
-                select {shape.id_sql} as id, {uid} as uid, {shape.v_sql} as v, file_row_number + 1 as rn, ({bad}) as bad
-                from read_parquet('{sql_path(staged)}', file_row_number = true)
-            )
-        ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4)"""
+        f"""COPY (select {shape.id_sql} as id, {shape.h_sql} as h, ({bad}) as bad from read_parquet('{sql_path(staged)}'))
+        TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE 122880)"""
     )
-    f = f"read_parquet('{sql_path(out)}')"
-    total, null_ids, largest, bad_rows = con.execute(
-        f"select count(*), count(*) filter (where id is null), coalesce(max(n), 0), count(*) filter (where bad) from {f}"
-    ).fetchone() or (0, 0, 0, 0)
+    fp = f"read_parquet('{sql_path(out)}')"
+    total, null_ids, bad_rows = con.execute(
+        f"select count(*), count(*) filter (where id is null), count(*) filter (where bad) from {fp}"
+    ).fetchone() or (0, 0, 0)
+    f = f"read_parquet('{sql_path(staged)}', file_row_number = true)"
     if null_ids:
-        rows = [str(r[0]) for r in con.execute(f"select rn from {f} where id is null order by rn limit {EXAMPLES}").fetchall()]
+        rows = [str(r[0]) for r in con.execute(f"select file_row_number + 1 from {f} where {shape.id_sql} is null order by 1 limit {EXAMPLES}").fetchall()]
         raise ValidationError(
             f"{where}: {null_ids:,} row(s) have a null or empty {shape.id_column.name} (result rows {', '.join(rows)})",
             hint=f"filter them out in SQL: where {shape.id_column.name} is not null",
         )
+    if bad_rows:
+        ids = [str(r[0]) for r in con.execute(f"select {shape.id_sql} from {f} where {bad} order by file_row_number limit {EXAMPLES}").fetchall()]
+        columns = ", ".join(c.name for c in non_finite)
+        raise ValidationError(
+            f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
+            hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",
+        )
     dupes = con.execute(
-        f"select id, count(*) as c, count(*) over () as groups from {f} group by id having count(*) > 1 order by c desc, id limit {EXAMPLES}"
+        f"select id, count(*) as c, count(*) over () as groups from {fp} group by id having count(*) > 1 order by c desc, id limit {EXAMPLES}"
     ).fetchall()
     if dupes:
         examples = ", ".join(f"{r[0]!r} ×{r[1]}" for r in dupes)
@@ -149,20 +153,18 @@ def fingerprint(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, setting
             f"{where}: {dupes[0][2]:,} {shape.id_column.name} value(s) appear more than once ({examples})",
             hint=f"return one row per {shape.id_column.name}: group by it or pick one row per id",
         )
-    if bad_rows:
-        ids = [str(r[0]) for r in con.execute(f"select id from {f} where bad order by rn limit {EXAMPLES}").fetchall()]
-        columns = ", ".join(c.name for c in non_finite)
-        raise ValidationError(
-            f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
-            hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",
-        )
+    return int(total)
+
+
+def check_sizes(con: duckdb.DuckDBPyConnection, name: str, changes: Path, *, max_call_bytes: int) -> None:
+    """Every call to be sent fits: its traits (and user id) under the call limit less the envelope."""
     limit = max_call_bytes - ENVELOPE_BYTES
-    if largest > limit:
-        big = con.execute(f"select id, n from {f} where n > {limit} order by n desc limit {EXAMPLES}").fetchall()
-        count = (con.execute(f"select count(*) from {f} where n > {limit}").fetchone() or (0,))[0]
+    f = f"read_parquet('{sql_path(changes)}')"
+    size = "strlen(coalesce(v, '')) + strlen(coalesce(uid, ''))"
+    big = con.execute(f"select id, {size} as n, count(*) over () from {f} where {size} > {limit} order by n desc limit {EXAMPLES}").fetchall()
+    if big:
         raise ValidationError(
-            f"{where}: {count:,} row(s) are too large to send, over {limit:,} bytes of traits "
+            f"trait {name}: {big[0][2]:,} row(s) are too large to send, over {limit:,} bytes of traits "
             f"(largest: id {big[0][0]!r}, {big[0][1]:,} bytes)",
             hint="send fewer or shorter values per row",
         )
-    return int(total)

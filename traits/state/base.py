@@ -18,8 +18,9 @@ from typing import Any
 from traits.destinations.base import Call
 from traits.state.records import RunRecord
 
-#: id VARCHAR, h UBIGINT (hash of the values), v VARCHAR (canonical JSON), deleted BOOLEAN
-SNAPSHOT_COLUMNS = ("id", "h", "v", "deleted")
+#: id VARCHAR, h UBIGINT (hash of the values), v VARCHAR (canonical JSON), u VARCHAR (an
+#: account's user id), deleted BOOLEAN (an exit), hv UBIGINT (the hash canary of the writer)
+SNAPSHOT_COLUMNS = ("id", "h", "v", "u", "deleted", "hv")
 
 
 class AckLog(ABC):

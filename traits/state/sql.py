@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from traits.columnar import connect, latest_rows, sql_path
+from traits.columnar import HASH_CANARY_SQL, connect, latest_rows, sql_path
 
 PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
 
@@ -27,7 +27,7 @@ def fold(changes: Path, acked_keys_sql: str, out: Path) -> int:
     try:
         con.execute(
             f"""COPY (
-                select c.id, c.h, c.v, c.change = 'exited' as deleted
+                select c.id, c.h, c.v, c.uid as u, c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv
                 from read_parquet('{sql_path(changes)}') c
                 where c.id in ({acked_keys_sql})
             ) TO '{sql_path(out)}' {PARQUET}"""
