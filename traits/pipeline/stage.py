@@ -30,7 +30,8 @@ def stage(batches: Iterable[pa.RecordBatch], path: Path, *, trait: str) -> Stage
         for batch in batches:
             if writer is None:
                 schema = _checked_schema(batch.schema, trait)
-                writer = pq.ParquetWriter(tmp, schema, compression="lz4", write_statistics=False)
+                # no dictionary encoding: it costs more CPU than the whole read on two cores
+                writer = pq.ParquetWriter(tmp, schema, compression="lz4", use_dictionary=False, write_statistics=False)
             elif not batch.schema.equals(schema):
                 batch = _conform(batch, schema, trait)
             writer.write_batch(batch, row_group_size=256 * 1024)

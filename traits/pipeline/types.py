@@ -126,8 +126,6 @@ def canonical_json(columns: list[Column], *, decimals: str, allow_non_finite: bo
     return f"cast(to_json(struct_pack({fields})) as varchar)"
 
 
-_MS = "millisecond"
-
 
 def _normalized(category: Category | None, x: str, duck_type: str, *, decimals: str, allow_non_finite: bool) -> str:
     """``x`` as the typed value its JSON form stands for (what ``row_hash`` hashes)."""
@@ -143,8 +141,8 @@ def _normalized(category: Category | None, x: str, duck_type: str, *, decimals: 
             return f"cast({x} as varchar)" if decimals == "string" else f"cast({x} as double)"
         case "date":
             return f"cast({x} as date)"
-        case "timestamp":
-            return f"date_trunc('{_MS}', cast({x} as timestamptz))"
+        case "timestamp":  # milliseconds since the epoch: what the JSON form keeps
+            return f"epoch_us(cast({x} as timestamptz)) // 1000"
         case "interval":
             return f"cast(epoch({x}) as double)"
         case "bytes":
@@ -175,7 +173,7 @@ def _from_json(column: Column, v: str, *, decimals: str) -> str:
         case "date":
             return f"try_cast({text} as date)"
         case "timestamp":
-            return f"try_cast({text} as timestamptz)"
+            return f"epoch_us(try_cast({text} as timestamptz)) // 1000"
         case "bytes":
             return f"try(from_base64({text}))"
         case "json" | "nested":
