@@ -28,6 +28,7 @@ from .engines import (
     SNOWFLAKE_TYPES,
     Dialect,
     Engine,
+    require_module,
     require_postgres,
 )
 
@@ -78,7 +79,8 @@ def duckdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     admin("create schema conf; create table conf.numbers as select range as n from range(1, 2501)")
     dialect = Dialect(types=DUCKDB_TYPES, slow="select 'x' as user_id, count(*) as n from range(100000) a, range(100000) b "
                       "where (a.range * b.range) % 7 = 3")
-    return Engine("duckdb", {"type": "duckdb", "path": str(path), "batch_rows": 1000}, admin, dialect)
+    no_write = "the DuckDB file is opened read_only, and DuckDB has no functions that write"
+    return Engine("duckdb", {"type": "duckdb", "path": str(path), "batch_rows": 1000}, admin, dialect, no_write_test=no_write)
 
 
 # -- Postgres and the Redshift stand-in -------------------------------------------------------------
@@ -118,7 +120,7 @@ def _postgres(dsn: str, driver: str) -> Engine:
     source = {"type": "postgres", "host": "127.0.0.1", "port": 5432, "database": PG_DATABASE, "user": READER,
               "password": READER_PASSWORD, "driver": driver, "batch_rows": 1000}
     dialect = Dialect(types=POSTGRES_TYPES, slow="select 'x' as user_id, pg_sleep(30) as n")
-    return Engine("postgres", source, _pg_admin(dsn), dialect, denied=PG_DENIED, read_only_session=True)
+    return Engine("postgres", source, _pg_admin(dsn), dialect, denied=PG_DENIED, no_write_test=None)
 
 
 @pytest.fixture(scope="session")
@@ -133,21 +135,23 @@ def postgres_psycopg_engine(pg_database: str) -> Engine:
 
 @pytest.fixture(scope="session")
 def redshift_engine(pg_database: str) -> Iterator[Engine]:
-    pytest.importorskip("redshift_connector", reason="pip install 'sql-traits[redshift]'")
+    require_module("redshift_connector", "pip install 'sql-traits[redshift]'")
     from standins.redshift_proxy import redshift_proxy
 
     with redshift_proxy() as proxy:
         source = {"type": "redshift", "host": "127.0.0.1", "port": proxy.port, "database": PG_DATABASE, "user": READER,
                   "password": READER_PASSWORD, "ssl": False, "batch_rows": 1000}
         dialect = Dialect(types=REDSHIFT_TYPES, slow="select 'x' as user_id, pg_sleep(30) as n")
-        yield Engine("redshift", source, _pg_admin(pg_database), dialect, denied=PG_DENIED, read_only_session=True)
+        yield Engine("redshift", source, _pg_admin(pg_database), dialect, denied=PG_DENIED, no_write_test=None)
 
 
 # -- Snowflake (fakesnow's server) --------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def snowflake_engine() -> Iterator[Engine]:
-    fakesnow = pytest.importorskip("fakesnow", reason="pip install 'fakesnow[server]'")
+    require_module("snowflake.connector", "pip install 'sql-traits[snowflake]'")
+    require_module("uvicorn", "pip install 'fakesnow[server]'")
+    fakesnow = require_module("fakesnow", "pip install 'fakesnow[server]'")
     import snowflake.connector
 
     logging.getLogger("fakesnow").setLevel(logging.WARNING)
@@ -178,8 +182,8 @@ def snowflake_engine() -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 def bigquery_engine() -> Iterator[Engine]:
-    pytest.importorskip("google.cloud.bigquery", reason="pip install 'sql-traits[bigquery]'")
-    pytest.importorskip("sqlglot", reason="the BigQuery stand-in translates SQL with sqlglot")
+    require_module("google.cloud.bigquery", "pip install 'sql-traits[bigquery]'")
+    require_module("sqlglot", "pip install sqlglot (the BigQuery stand-in translates SQL with it)")
     import duckdb
     from standins.bigquery_fake import fake_bigquery
 
@@ -194,13 +198,13 @@ def bigquery_engine() -> Iterator[Engine]:
 
     admin("create schema conf; create table conf.numbers as select range as n from range(1, 2501); "
           "create schema restricted; create table restricted.secrets as select 'u1' as user_id, 1 as n")
-    with fake_bigquery(con, denied={"restricted"}) as (endpoint, _fake):
+    with fake_bigquery(con, denied={"restricted"}) as (endpoint, fake):
         source = {"type": "bigquery", "project": "conformance", "api_endpoint": endpoint, "batch_rows": 1000}
         dialect = Dialect(text="string", types=BIGQUERY_TYPES,
                           slow="select count(*) as n from unnest(generate_array(1, 100000)) a "
                           "cross join unnest(generate_array(1, 100000)) b where mod(a * b, 7) = 3")
         denied = ("select user_id, n from restricted.secrets", "BigQuery Data Viewer")
-        yield Engine("bigquery", source, admin, dialect, denied=denied)
+        yield Engine("bigquery", source, admin, dialect, denied=denied, backend=fake)
     con.close()
 
 

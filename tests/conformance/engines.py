@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ PG_ADMIN = os.environ.get("TRAITS_TEST_PG", "postgresql://postgres@127.0.0.1:543
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_DATABASE = "traits_conformance"
 READER = "traits_reader"
-READER_PASSWORD = "reader-pw"  # noqa: S105 - a throwaway local test role
+READER_PASSWORD = "reader-pw"  # a throwaway local test role
 
 
 @dataclass
@@ -47,9 +47,10 @@ class Engine:
     dialect: Dialect
     #: a query the configured user may not run, and what the hint must say; None: no users here
     denied: tuple[str, str] | None = None
-    #: the session refuses writes (a read-only transaction), so a trait cannot change data
-    read_only_session: bool = False
-    notes: list[str] = field(default_factory=list)
+    #: why the write test does not apply; None: the session is read-only and the test runs
+    no_write_test: str | None = "it has no read-only session: the role's grants keep it read-only (README)"
+    #: the stand-in's own state, for tests that check what the driver sent it
+    backend: Any = None
 
     def model(self, **overrides: Any) -> Any:
         return TypeAdapter(SourceConfig).validate_python({**self.source, **overrides})
@@ -111,6 +112,18 @@ BIGQUERY_TYPES = """select 'u1' as user_id, [1, 2] as arr, 9223372036854775807 a
   timestamp '2024-01-01 12:00:00+02:00' as ts_tz"""
 
 SYNTAX_ERROR = "select 1 as user_id,\n  count(( as n from conf.numbers"
+
+
+def require_module(name: str, install: str) -> Any:
+    """Import ``name``; without it skip, except under CI=true, where a missing stand-in is a failure."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"CI needs {name} for the conformance suite: {install}")
+        pytest.skip(f"{name} is not installed: {install}")
 
 
 def require_postgres() -> None:

@@ -100,6 +100,12 @@ class RedshiftSource(SourceBase):
     serverless_work_group: str | None = None
     timeout: Seconds = 10.0
 
+    @model_validator(mode="after")
+    def _host_or_iam(self) -> RedshiftSource:
+        if self.host is None and not (self.iam and (self.cluster_identifier or self.serverless_work_group)):
+            raise ValueError("set host (with user and password), or iam: true with cluster_identifier or serverless_work_group")
+        return self
+
 
 class SnowflakeSource(SourceBase):
     type: Literal["snowflake"]
@@ -154,6 +160,8 @@ class HttpDestinationBase(Model):
     #: full-jitter backoff: a retry waits uniform(0, min(retry_backoff_max, retry_backoff * 2**attempt))
     retry_backoff: Seconds = Field(default=0.5, ge=0)
     retry_backoff_max: Seconds = Field(default=60.0, ge=0)
+    #: an HTTP(S) proxy URL; proxy variables in the environment are not read (explicit is safer)
+    proxy: SecretStr | None = None
 
 
 class SegmentDestination(HttpDestinationBase):

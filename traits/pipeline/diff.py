@@ -55,7 +55,7 @@ class LocalDiffer:
         """The snapshot's (id, h), with rows an older hash function wrote rehashed from their values."""
         stale = {}
         for file in snapshot:
-            row = self.con.execute(f"select any_value(hv) from read_parquet('{sql_path(file)}')").fetchone()
+            row = self.con.execute(f"select hv from read_parquet('{sql_path(file)}') limit 1").fetchone()
             if row is not None and row[0] is not None and int(row[0]) != self.canary:
                 stale[file] = f"id, {self.shape.rehash_sql} as h, deleted"
         return latest_rows(snapshot, "id, h, deleted", stale)

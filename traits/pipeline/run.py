@@ -30,7 +30,7 @@ from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_
 from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
-from traits.pipeline.stage import stage
+from traits.pipeline.stage import Staged, stage
 from traits.pipeline.validate import Shape, check_shape, check_sizes, duck_types, fingerprint
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
@@ -227,13 +227,13 @@ class _Runner:
             if changes.exists():
                 self.state.commit(record.run_id, self.name, destination, changes)
 
-    def _query(self, staged_path: Path):  # type: ignore[no-untyped-def]
+    def _query(self, staged_path: Path) -> Staged:
         source = self.config.sources[self.trait.source]
         sql = self.config.trait_sql(self.name)
         self.progress.phase("query")
         max_rows = self.config.max_rows_for(self.name)
         with open_warehouse(self.trait.source, source, self.config.directory) as warehouse:
-            rows = fetch(warehouse, sql, max_rows=max_rows, trait=self.name, progress=lambda n: self.progress.advance(n))
+            rows = fetch(warehouse, sql, max_rows=max_rows, trait=self.name, progress=self.progress.advance)
             return stage(rows, staged_path, trait=self.name)
 
     def _validate(self, con: Any, staged: Path, fp: Path, record: RunRecord) -> Shape:

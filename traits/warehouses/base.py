@@ -31,6 +31,9 @@ APPLICATION_NAME = "sql-traits"
 class Warehouse(ABC):
     """A read-only connection to one configured source."""
 
+    #: the engine's name for a text type, in casts this module writes
+    text_type = "varchar"
+
     def __init__(self, name: str, config: SourceBase, config_dir: Path) -> None:
         self.name = name
         self.config = config
@@ -53,12 +56,17 @@ class Warehouse(ABC):
         """Which of ``ids`` appear in ``table.column`` (for preview's ✓ / ? marks)."""
         if not ids:
             return set()
-        literals = ", ".join(quote_literal(i) for i in ids)
-        sql = f"select cast({column} as varchar) as id from {table} where cast({column} as varchar) in ({literals})"
+        literals = ", ".join(self.literal(i) for i in ids)
+        text = self.text_type
+        sql = f"select cast({column} as {text}) as id from {table} where cast({column} as {text}) in ({literals})"
         found: set[str] = set()
         for batch in self.stream(sql, max_rows=len(ids) * 10):
             found.update(str(v) for v in batch.column(0).to_pylist() if v is not None)
         return found
+
+    def literal(self, value: str) -> str:
+        """``value`` as a string literal of the engine's SQL."""
+        return quote_literal(value)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection; the default holds none between calls."""

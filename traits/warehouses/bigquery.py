@@ -37,11 +37,16 @@ WAIT_SLACK = 30.0
 class BigQueryWarehouse(Warehouse):
     config: BigQuerySource
     engine = "BigQuery"
+    text_type = "string"
+
+    def literal(self, value: str) -> str:
+        """BigQuery escapes quotes in literals with a backslash, not by doubling them."""
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     def _client(self) -> Any:
         try:
+            import google.cloud.bigquery as bigquery
             from google.api_core.client_options import ClientOptions
-            from google.cloud import bigquery
         except ImportError as e:
             raise missing_driver("google-cloud-bigquery", "bigquery") from e
         c = self.config

@@ -1,7 +1,7 @@
 """Redshift as a source, through ``redshift-connector``.
 
-The session: ``autocommit`` on, then one explicit ``BEGIN READ ONLY`` transaction that holds
-``statement_timeout`` (``SET LOCAL``-like: it ends with the transaction) and a cursor over the
+The session: ``autocommit`` on, then one explicit ``BEGIN READ ONLY`` transaction, then
+``SET statement_timeout`` (the connection is ours alone and closed after) and a cursor over the
 trait SQL. Rows come ``FETCH FORWARD batch_rows`` at a time, so only one batch is ever held
 here (redshift-connector buffers a whole statement's result, so a plain ``execute`` of the
 trait SQL would hold all of it). The transaction is rolled back at the end: nothing a trait
@@ -55,12 +55,7 @@ class RedshiftWarehouse(Warehouse):
         return args
 
     def _connect(self) -> Any:
-        try:
-            import redshift_connector
-        except ImportError as e:
-            raise missing_driver("redshift-connector", "redshift") from e
-        from redshift_connector.error import Error as RedshiftError
-
+        redshift_connector, RedshiftError = _driver()
         try:
             conn = redshift_connector.connect(**self.connect_args())
         except RedshiftError as e:
@@ -71,8 +66,7 @@ class RedshiftWarehouse(Warehouse):
         return conn
 
     def stream(self, sql: str, *, max_rows: int) -> Iterator[pa.RecordBatch]:
-        from redshift_connector.error import Error as RedshiftError
-
+        _, RedshiftError = _driver()
         wrapped = limited(sql, max_rows)
         declare = f"declare {CURSOR} cursor for {wrapped}"
         conn = self._connect()
@@ -125,6 +119,16 @@ class RedshiftWarehouse(Warehouse):
         who = self.user or "the configured user"
         shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
         return [f"connected as {who} (read-only session)", f"{len(names)} readable table(s): {shown or 'none'}"]
+
+
+def _driver() -> tuple[Any, type[Exception]]:
+    """The ``redshift_connector`` module and its base error class, or how to install them."""
+    try:
+        import redshift_connector
+        from redshift_connector.error import Error
+    except ImportError as e:
+        raise missing_driver("redshift-connector", "redshift") from e
+    return redshift_connector, Error
 
 
 def _close_quietly(conn: Any) -> None:

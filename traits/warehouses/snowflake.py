@@ -68,18 +68,17 @@ class SnowflakeWarehouse(Warehouse):
         return args
 
     def _connect(self) -> Any:
-        try:
-            import snowflake.connector
-        except ImportError as e:
-            raise missing_driver("snowflake-connector-python", "snowflake") from e
+        snowflake = _driver()
         try:
             return snowflake.connector.connect(**self.connect_args())
         except snowflake.connector.Error as e:
             raise self._error(e) from e
+        except (OSError, ValueError, TypeError) as e:  # the key file: missing, unreadable, wrong passphrase
+            raise WarehouseError(f"source {self.name}: cannot use private_key_file {self.config.private_key_file} ({fmt_error(e)})",
+                                 hint="check the key file's path and private_key_passphrase") from e
 
     def stream(self, sql: str, *, max_rows: int) -> Iterator[pa.RecordBatch]:
-        import snowflake.connector
-
+        snowflake = _driver()
         wrapped = limited(sql, max_rows)
         conn = self._connect()
         try:
@@ -156,6 +155,15 @@ class SnowflakeWarehouse(Warehouse):
             f"connected as {info.get('u')} with role {info.get('r')}, database {info.get('d')}",
             f"{len(names)} readable table(s): {shown or 'none'}",
         ]
+
+
+def _driver() -> Any:
+    """The ``snowflake`` package with its connector imported, or how to install it."""
+    try:
+        import snowflake.connector
+    except ImportError as e:
+        raise missing_driver("snowflake-connector-python", "snowflake") from e
+    return snowflake
 
 
 def _schema(description: Any) -> pa.Schema:

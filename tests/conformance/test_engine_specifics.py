@@ -1,0 +1,178 @@
+"""What one engine does that the shared suite cannot see: session settings, what is sent, drivers.
+
+Where a stand-in cannot behave like the real server (fakesnow cannot run a slow query or refuse
+a password), the test checks the plumbing honestly instead: the setting reaches the real
+driver, and the real driver's error for it maps to the right message.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from traits.errors import ConfigError, WarehouseError
+
+from .engines import READER, Engine
+
+PG_LIKE = ["postgres", "postgres_psycopg", "redshift"]
+
+
+@pytest.fixture(params=PG_LIKE)
+def pg_engine(request: pytest.FixtureRequest) -> Engine:
+    fixture: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return fixture
+
+
+def test_postgres_protocol_session_is_read_only_with_timeout_and_name(pg_engine: Engine, config_dir: Path) -> None:
+    sql = ("select current_setting('transaction_read_only') as ro, current_setting('statement_timeout') as st, "
+           "current_setting('application_name') as app, current_user as who")
+    with pg_engine.warehouse(config_dir, statement_timeout=42) as wh:
+        row = next(iter(wh.stream(sql, max_rows=1))).to_pylist()[0]
+    assert row == {"ro": "on", "st": "42s", "app": "sql-traits", "who": READER}
+
+
+def test_postgres_protocol_check_lists_only_readable_tables(pg_engine: Engine, config_dir: Path) -> None:
+    with pg_engine.warehouse(config_dir) as wh:
+        lines = wh.check()
+    assert lines[0].startswith(f"connected as {READER}")
+    assert "conf.numbers" in lines[1]
+    assert "restricted.secrets" not in lines[1]
+
+
+def test_redshift_refused_connection_is_a_warehouse_error(redshift_engine: Engine, config_dir: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with redshift_engine.warehouse(config_dir, port=port, timeout=3) as wh, pytest.raises(WarehouseError) as info:
+        list(wh.stream("select 1 as user_id", max_rows=1))
+    assert info.value.exit_code == 3
+    assert "host" in (info.value.hint or "")
+
+
+def test_snowflake_timeout_plumbing(snowflake_engine: Engine, config_dir: Path) -> None:
+    """fakesnow cannot run a slow query: check the session parameter and the real error's mapping."""
+    from snowflake.connector.errors import ProgrammingError
+
+    wh = snowflake_engine.warehouse(config_dir, statement_timeout=7)
+    assert wh.connect_args()["session_parameters"]["STATEMENT_TIMEOUT_IN_SECONDS"] == 7  # type: ignore[attr-defined]
+    assert next(iter(wh.stream("select 1 as user_id", max_rows=1))).num_rows == 1  # the real login accepts it
+    error = ProgrammingError(msg="Statement reached its statement or warehouse timeout of 7 second(s) and was canceled.",
+                             errno=630, sqlstate="57014")
+    mapped = wh._error(error, "select 1")  # type: ignore[attr-defined]
+    assert "statement_timeout (7s)" in str(mapped)
+
+
+@pytest.mark.parametrize(("errno", "message", "expected"), [
+    (390100, "Incorrect username or password was specified.", "refused the credentials"),
+    (390144, "JWT token is invalid.", "refused the credentials"),
+    (2003, "SQL compilation error: Object 'CONF.NOPE' does not exist or not authorized.", "GRANT USAGE ON SCHEMA"),
+    (1003, "SQL compilation error:\nsyntax error line 3 at position 9 unexpected 'frm'.", "line 2, column 10"),
+    (250001, "Could not connect to Snowflake backend after 2 attempt(s).Aborting", "cannot connect to Snowflake"),
+])
+def test_snowflake_error_codes(snowflake_engine: Engine, config_dir: Path, errno: int, message: str, expected: str) -> None:
+    from snowflake.connector.errors import ProgrammingError
+
+    wh = snowflake_engine.warehouse(config_dir)
+    mapped = wh._error(ProgrammingError(msg=message, errno=errno), "select 1")  # type: ignore[attr-defined]
+    assert expected in str(mapped)
+    assert mapped.exit_code == 3
+
+
+def test_snowflake_upper_case_names_are_lower_cased(snowflake_engine: Engine, config_dir: Path) -> None:
+    with snowflake_engine.warehouse(config_dir) as wh:
+        batch = next(iter(wh.stream('select 1 as user_id, 2 as "camelCase"', max_rows=1)))
+    assert batch.schema.names == ["user_id", "camelCase"]
+
+
+def test_bigquery_job_carries_timeout_cap_and_label(bigquery_engine: Engine, config_dir: Path) -> None:
+    fake = bigquery_engine.backend
+    with bigquery_engine.warehouse(config_dir, statement_timeout=5, maximum_bytes_billed=10**9) as wh:
+        list(wh.stream("select 1 as user_id", max_rows=1))
+    job = list(fake.jobs.values())[-1]
+    assert int(job.configuration["jobTimeoutMs"]) == 5000
+    assert int(job.configuration["query"]["maximumBytesBilled"]) == 10**9
+    assert job.configuration["query"]["useLegacySql"] is False
+    assert job.configuration["labels"] == {"application": "sql-traits"}
+
+
+def test_bigquery_pages_by_batch_rows(bigquery_engine: Engine, config_dir: Path) -> None:
+    with bigquery_engine.warehouse(config_dir) as wh:
+        sizes = [b.num_rows for b in wh.stream(bigquery_engine.dialect.numbers(), max_rows=10_000)]
+    assert sizes == [1000, 1000, 500]
+
+
+@pytest.mark.parametrize(("kind", "module", "extra"), [
+    ("redshift", "redshift_connector", "redshift"),
+    ("snowflake", "snowflake.connector", "snowflake"),
+    ("bigquery", "google.cloud.bigquery", "bigquery"),
+])
+def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str, module: str, extra: str) -> None:
+    from pydantic import TypeAdapter
+
+    from traits.config.models import SourceConfig
+    from traits.warehouses import open_warehouse
+
+    monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    sources = {
+        "redshift": {"type": "redshift", "host": "127.0.0.1", "user": "u", "password": "p"},
+        "snowflake": {"type": "snowflake", "account": "a", "user": "u", "password": "p"},
+        "bigquery": {"type": "bigquery", "project": "p"},
+    }
+    wh = open_warehouse("wh", TypeAdapter(SourceConfig).validate_python(sources[kind]), tmp_path)
+    with pytest.raises(ConfigError) as info:
+        list(wh.stream("select 1", max_rows=1))
+    assert f"pip install 'sql-traits[{extra}]'" in str(info.value)
+
+
+def test_importing_traits_loads_no_driver() -> None:
+    code = (
+        "import sys, traits, traits.warehouses, traits.warehouses.redshift, traits.warehouses.snowflake, "
+        "traits.warehouses.bigquery, traits.warehouses.postgres, traits.warehouses.duckdb\n"
+        "drivers = ['redshift_connector', 'snowflake.connector', 'google.cloud.bigquery', 'psycopg', 'adbc_driver_postgresql']\n"
+        "loaded = [m for m in drivers if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_snowflake_key_pair_login(snowflake_engine: Engine, config_dir: Path) -> None:
+    """The real connector reads and decrypts the key file and signs its JWT (fakesnow accepts any)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.BestAvailableEncryption(b"s3cret"))
+    (config_dir / "keys").mkdir()
+    (config_dir / "keys" / "traits.p8").write_bytes(pem)
+    source = {k: v for k, v in snowflake_engine.source.items() if k != "password"}
+    with snowflake_engine.warehouse(config_dir, **{**source, "private_key_file": "keys/traits.p8",
+                                                   "private_key_passphrase": "s3cret"}) as wh:
+        args = wh.connect_args()  # type: ignore[attr-defined]
+        assert args["authenticator"] == "SNOWFLAKE_JWT"
+        assert args["private_key_file"] == str(config_dir / "keys" / "traits.p8")
+        assert "password" not in args
+        assert next(iter(wh.stream("select 1 as user_id", max_rows=1))).num_rows == 1
+    with snowflake_engine.warehouse(config_dir, **{**source, "private_key_file": "keys/traits.p8",
+                                                   "private_key_passphrase": "wrong"}) as wh, pytest.raises(WarehouseError, match="private_key_passphrase"):
+        list(wh.stream("select 1 as user_id", max_rows=1))
+
+
+def test_redshift_iam_settings_pass_through(tmp_path: Path) -> None:
+    from traits.config.models import RedshiftSource
+    from traits.warehouses.redshift import RedshiftWarehouse
+
+    source = RedshiftSource.model_validate({
+        "type": "redshift", "iam": True, "cluster_identifier": "analytics", "region": "eu-west-1", "db_user": "traits",
+        "access_key_id": "AKIA-test", "secret_access_key": "secret-test", "database": "prod",
+    })
+    args = RedshiftWarehouse("wh", source, tmp_path).connect_args()
+    assert args["iam"] is True
+    assert (args["cluster_identifier"], args["region"], args["db_user"], args["database"]) == ("analytics", "eu-west-1", "traits", "prod")
+    assert (args["access_key_id"], args["secret_access_key"]) == ("AKIA-test", "secret-test")
+    assert args["application_name"] == "sql-traits"
+    assert "host" not in args
