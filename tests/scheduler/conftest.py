@@ -8,22 +8,25 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
+from traits.state.base import StateStore
 from traits.state.local import LocalStateStore
 from traits.state.records import RunRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 USERS = 20
-#: about 3 s of DuckDB work on this machine: a trait that is still running when others are due
-SLOW_SQL = "select 'u' || (i % 20) as user_id, max(hash(i)) % 1000 as score from range(35000000) t(i) group by 1"
+#: about 2 s of DuckDB work on 2 cores: a trait that is still running when others are due
+SLOW_SQL = "select 'u' || (i % 20) as user_id, max(hash(i)) % 1000 as score from range(25000000) t(i) group by 1"
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -59,6 +62,8 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: a ``postgresql://`` state store the daemons are given (TRAITS_STATE), else local
+        self.state_dsn: str | None = None
         con = duckdb.connect(str(root / "demo.duckdb"))
         con.execute(f"create table users as select 'u' || i as user_id, 'plan' || (i % 3) as plan from range({USERS}) t(i)")
         con.close()
@@ -73,7 +78,11 @@ class Project:
     def traits(self, body: str) -> None:
         (self.root / "traits.yml").write_text("traits:\n" + body)
 
-    def state(self) -> LocalStateStore:
+    def state(self) -> StateStore:
+        if self.state_dsn:
+            from traits.state.postgres import PostgresStateStore
+
+            return PostgresStateStore(self.state_dsn, work_dir=self.root / ".traits")
         return LocalStateStore(self.root / ".traits")
 
     def runs(self, trait: str | None = None) -> list[RunRecord]:
@@ -105,6 +114,8 @@ class Daemon:
         )
         environ = {**os.environ, "TRAITS_MIN_INTERVAL": "1", "PYTHONPATH": str(ROOT), **(env or {})}
         environ.pop("TRAITS_STATE", None)
+        if project.state_dsn:
+            environ["TRAITS_STATE"] = project.state_dsn
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen([sys.executable, "-c", code], stderr=log, stdout=log, env=environ, cwd=project.root)
         wait_for(lambda: self.get("/healthz") is not None or self.process.poll() is not None, "the daemon to serve /healthz", 20)
@@ -162,3 +173,66 @@ def daemons(project: Project) -> Iterator[Callable[..., Daemon]]:
         if d.process.poll() is None:
             d.process.kill()
             d.process.wait()
+
+
+PG_DSN = os.environ.get("TRAITS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def pg_state_dsn() -> Iterator[str]:
+    """A fresh schema on the test Postgres for a state store; skipped (failed under CI) without one."""
+    import uuid
+
+    try:
+        import psycopg
+
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except Exception as e:
+        reason = f"PostgreSQL at {PG_DSN} is unreachable ({type(e).__name__}); set TRAITS_TEST_PG"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    schema = f"traits_daemon_{uuid.uuid4().hex[:12]}"
+    yield f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f'drop schema if exists "{schema}" cascade')
+
+
+class Hook:
+    """A local HTTP receiver that records JSON bodies, answering ``status`` after ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.status = 200
+        self.delay = delay
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if hook.delay:
+                    time.sleep(hook.delay)  # a slow receiver, so a run is still delivering
+                hook.bodies.append(body)
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/SECRET-PATH"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def texts(self) -> list[str]:
+        return [str(b.get("text")) for b in self.bodies]
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook()
+    yield h
+    h.server.shutdown()
+    h.server.server_close()

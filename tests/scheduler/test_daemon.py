@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 from collections import Counter
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from traits.state.records import RunRecord
 
-from .conftest import SLOW_SQL, USERS, Project, trait_yaml, wait_for
+from .conftest import SLOW_SQL, USERS, Hook, Project, trait_yaml, wait_for
 
 pytestmark = pytest.mark.slow
 FAST_SQL = "select user_id, plan from users"
@@ -29,7 +30,7 @@ def ended(r: RunRecord) -> datetime:
 
 def assert_no_overlap(runs: list[RunRecord]) -> None:
     done = sorted((r for r in runs if r.finished_at), key=started)
-    for before, after in zip(done, done[1:], strict=False):
+    for before, after in itertools.pairwise(done):
         assert started(after) >= ended(before), f"runs overlap: {before.run_id} and {after.run_id}"
 
 
@@ -54,8 +55,9 @@ def test_runs_on_time_in_parallel_and_metrics_match_history(project: Project, da
         assert_no_overlap(runs)
     # on time: an every-2s trait starts about every 2 s, even while the slow one runs
     fast = project.finished("fast_a")
-    gaps = [(started(b) - started(a)).total_seconds() for a, b in zip(fast, fast[1:], strict=False)]
-    assert all(1.5 <= g <= 3.5 for g in gaps), gaps
+    gaps = [(started(b) - started(a)).total_seconds() for a, b in itertools.pairwise(fast)]
+    # a run skipped because the last one was still going would leave a 4 s gap: none did
+    assert all(1.5 <= g <= 3.0 for g in gaps), gaps
     slow = project.finished("slow")[0]
     assert any(started(slow) < started(r) < ended(slow) for r in fast), "a fast trait ran while the slow one did"
     assert project.sent_ids("a.jsonl") == {f"u{i}" for i in range(USERS)}
@@ -115,7 +117,7 @@ def test_sigterm_mid_run_exits_0_and_the_next_start_picks_up(project: Project, d
 def test_a_second_daemon_never_runs_a_trait_at_the_same_time(project: Project, daemons) -> None:
     project.traits(trait_yaml("slow", SLOW_SQL, "out_slow") + trait_yaml("fast_a", FAST_SQL, "out_a"))
     one, two = daemons(name="one"), daemons(name="two")
-    wait_for(lambda: len(project.finished("slow")) >= 3, "three slow runs", 45)
+    wait_for(lambda: len(project.finished("slow")) >= 2, "two slow runs", 45)
     for name in ("slow", "fast_a"):
         assert_no_overlap(project.runs(name))
         assert all(r.status == "ok" for r in project.finished(name))
@@ -175,3 +177,77 @@ def test_next_run_survives_a_restart_and_a_due_run_runs_once_at_start(project: P
     assert datetime.fromisoformat(health["traits"]["fast_a"]["next_run"]) == stored["fast_a"]
     assert len(project.finished("fast_a")) == 1
     assert second.stop() == 0
+
+
+@pytest.mark.postgres
+def test_two_daemons_on_the_postgres_state_store(project: Project, daemons, pg_state_dsn: str) -> None:
+    project.state_dsn = pg_state_dsn
+    project.traits(trait_yaml("slow", SLOW_SQL, "out_slow") + trait_yaml("fast_a", FAST_SQL, "out_a"))
+    one, two = daemons(name="one"), daemons(name="two")
+    wait_for(lambda: len(project.finished("slow")) >= 2 and len(project.finished("fast_a")) >= 3, "runs on the Postgres store", 45)
+    for name in ("slow", "fast_a"):
+        assert_no_overlap(project.runs(name))
+        assert {r.status for r in project.finished(name)} == {"ok"}
+    assert project.sent_ids("a.jsonl") == {f"u{i}" for i in range(USERS)}
+    assert sum(r.sent for r in project.finished("fast_a")) == USERS, "the snapshot in Postgres stops resends"
+
+    def agree() -> bool:
+        history = Counter((r.trait, r.status) for r in project.runs() if r.status != "running")
+        metrics: Counter[tuple[str, str]] = Counter()
+        for d in (one, two):
+            response = d.get("/metrics")
+            assert response is not None
+            metrics.update({k: int(v) for k, v in metric_counts(response[1].decode()).items()})
+        return +metrics == +history
+
+    wait_for(agree, "both daemons' counters to add up to the shared history")
+    assert one.stop() == 0
+    assert two.stop() == 0
+
+
+def test_sigterm_while_delivering_resumes_under_the_same_run_id(project: Project, daemons) -> None:
+    receiver = Hook(delay=0.15)  # 20 calls, one at a time: about 3 s of delivery
+    try:
+        (project.root / "hook.yml").write_text(
+            f"destinations:\n  hook: {{type: webhook, url: '{receiver.url}', batch_size: 1, concurrency: 1}}\n"
+        )
+        project.traits(trait_yaml("fast_a", FAST_SQL, "hook", "every 1h"))
+        first = daemons(env={"TRAITS_SHUTDOWN_GRACE": "0.5"})
+        wait_for(lambda: len(receiver.bodies) >= 3, "the delivery to be under way")
+        first.signal(signal.SIGTERM)
+        assert first.process.wait(timeout=15) == 0
+        [cut] = project.runs("fast_a")
+        assert (cut.status, cut.phase) == ("running", "deliver")
+        delivered_before = len(receiver.bodies)
+        assert delivered_before < USERS
+
+        second = daemons()
+        wait_for(lambda: project.finished("fast_a"), "the cut run to be resumed and finished", 30)
+        runs = project.runs("fast_a")
+        assert runs[0].run_id == cut.run_id
+        assert runs[0].status == "ok"
+        assert runs[0].resumed >= 1
+        received = {b["userId"]: b["messageId"] for b in receiver.bodies}
+        assert set(received) == {f"u{i}" for i in range(USERS)}, "nothing lost"
+        by_id: dict[str, set[str]] = {}
+        for b in receiver.bodies:
+            by_id.setdefault(b["userId"], set()).add(b["messageId"])
+        assert all(len(ids) == 1 for ids in by_id.values()), "a resent call carries its first messageId"
+        assert second.stop() == 0
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def test_alerts_on_failure_and_recovery(project: Project, daemons, hook: Hook) -> None:
+    (project.root / "alerts.yml").write_text(f"alerts:\n  url: '{hook.url}'\n")
+    project.traits(trait_yaml("broken", "select user_id, plan from no_such_table", "out_a"))
+    daemon = daemons()
+    wait_for(lambda: hook.texts(), "a failure alert")
+    assert "broken" in hook.texts()[0]
+    assert "failed" in hook.texts()[0]
+    assert "SECRET-PATH" not in daemon.log_text()
+    project.traits(trait_yaml("broken", FAST_SQL, "out_a"))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: any("recovered" in t for t in hook.texts()), "a recovery alert")
+    assert daemon.stop() == 0

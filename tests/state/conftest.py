@@ -1,6 +1,6 @@
 """Backends for the one state store suite: a local directory and the real local Postgres.
 
-The Postgres backend uses ``TRAITS_TEST_PG_DSN`` (default: the local server as postgres) and a
+The Postgres backend uses ``TRAITS_TEST_PG`` (default: the local server as postgres) and a
 fresh schema per test, dropped at the end of the session. Under ``CI=true`` an unreachable
 Postgres fails the tests instead of skipping them, so CI cannot pass by skipping.
 """
@@ -17,7 +17,7 @@ import pytest
 
 from traits.state.base import StateStore
 
-PG_DSN = os.environ.get("TRAITS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DSN = os.environ.get("TRAITS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def postgres_or_skip() -> None:
@@ -27,8 +27,8 @@ def postgres_or_skip() -> None:
 
         psycopg.connect(PG_DSN, connect_timeout=3).close()
     except Exception as e:
-        reason = f"PostgreSQL at {PG_DSN} is unreachable ({type(e).__name__}: {e}); set TRAITS_TEST_PG_DSN"
-        if os.environ.get("CI", "").lower() == "true":
+        reason = f"PostgreSQL at {PG_DSN} is unreachable ({type(e).__name__}: {str(e).strip()}); set TRAITS_TEST_PG"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(reason)
         pytest.skip(reason)
 

@@ -101,21 +101,24 @@ class Daemon:
 
     def _last_run(self, name: str) -> RunRecord | None:
         runs = [r for r in self.state.runs(name, limit=5) if r.status in FINAL_STATUSES]
-        if runs and name not in self._last:
-            self._last[name] = {"status": runs[0].status, "run_id": runs[0].run_id, "finished_at": runs[0].finished_at}
+        with self._mutex:
+            if runs and name not in self._last:
+                self._last[name] = {"status": runs[0].status, "run_id": runs[0].run_id, "finished_at": runs[0].finished_at}
         return runs[0] if runs else None
 
     def _on_submitted(self, event: Any) -> None:
+        # called by the scheduler thread while it holds its job store lock: never call back into
+        # the scheduler while holding ``_mutex``, or the two locks deadlock
         with self._mutex:
             self._submitted[event.job_id] = min(event.scheduled_run_times)
 
     def _job(self, name: str) -> None:
         """One scheduled run of ``name``, in a worker thread. Never raises."""
-        if self._stopping.is_set():
-            return  # queued before the stop: it stays due for the next start
         config = self.config
         now = datetime.now(UTC)
-        with self._mutex:
+        with self._mutex:  # with ``stop``: a run either counts as running or never starts
+            if self._stopping.is_set():
+                return  # queued before the stop: it stays due for the next start
             self._started[name] = now
             self._running[name] = now.isoformat()
         self.metrics.running.inc()
@@ -178,12 +181,14 @@ class Daemon:
     def health(self) -> tuple[bool, dict[str, Any]]:
         thread = getattr(self.scheduler, "_thread", None)
         alive = bool(self.scheduler.running and thread is not None and thread.is_alive())
+        config = self.config
+        jobs = {job.id: job for job in self.scheduler.get_jobs()} if alive else {}  # not under _mutex
         traits: dict[str, Any] = {}
         with self._mutex:
-            for name in self.config.traits:
-                job = self.scheduler.get_job(name) if alive else None
+            for name, trait in config.traits.items():
+                job = jobs.get(name)
                 traits[name] = {
-                    "schedule": str(self.config.traits[name].schedule),
+                    "schedule": str(trait.schedule) if trait.enabled else "disabled",
                     "running": name in self._running,
                     "next_run": job.next_run_time.isoformat() if job is not None and job.next_run_time else None,
                     "last_run": self._last.get(name),
@@ -209,6 +214,8 @@ class Daemon:
 
     # -- signals and the main loop ---------------------------------------------------------
     def _signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP and self._stopping.is_set():
+            return  # no reloads while stopping
         self._signals.append(signum)  # handled by the main loop, outside the handler
 
     def reload(self) -> None:
@@ -220,7 +227,11 @@ class Daemon:
         if config.settings.concurrency != self.config.settings.concurrency or config.settings.state != self.config.settings.state:
             log.warning("settings.concurrency and settings.state take effect at the next restart")
         self.config = config
-        self.sync_jobs(config)
+        try:
+            self.sync_jobs(config)
+        except TraitsError as e:
+            log.error("config reloaded, but scheduling it failed: %s", e)  # noqa: TRY400 - the message says it all
+            return
         log.info("config reloaded", extra={"status": f"{len(self._schedules)} trait(s) scheduled"})
 
     def serve(self, host: str, port: int) -> int:
@@ -252,7 +263,11 @@ class Daemon:
                     self.reload()
                 else:
                     return self.stop(signal.Signals(signum).name)
-            self.store_next_runs()
+            try:
+                self.store_next_runs()
+            except TraitsError as e:  # the store is down: keep scheduling, retry next tick
+                log.warning("could not store next run times: %s", e)
+                self._stored.clear()
             healthy, _ = self.health()
             if not healthy and not dead_logged:
                 log.error("the scheduler thread stopped; /healthz now answers 503")
@@ -261,12 +276,19 @@ class Daemon:
 
     def stop(self, reason: str) -> int:
         log.info("stopping (%s): waiting up to %gs for running traits", reason, self.grace)
-        self._stopping.set()
+        with self._mutex:
+            self._stopping.set()
         self.scheduler.pause()
         deadline = time.monotonic() + self.grace
         while self._running and time.monotonic() < deadline:
+            if self._signals:  # a second SIGTERM/SIGINT: do not wait any longer
+                log.warning("asked again to stop: not waiting for running traits")
+                break
             time.sleep(TICK_SECONDS)
-        self.store_next_runs()
+        try:
+            self.store_next_runs()
+        except TraitsError as e:
+            log.warning("could not store next run times: %s", e)
         with self._mutex:
             cut = sorted(self._running)
         self.scheduler.shutdown(wait=False)
@@ -283,14 +305,16 @@ class Daemon:
 
 def run_daemon(config_dir: Path, host: str = "127.0.0.1", port: int = 9465) -> int:
     """Run the scheduler until SIGTERM/SIGINT; returns the exit code."""
-    setup_logging()
+    # INFO unless ``--debug`` already asked for more, or TRAITS_LOG_LEVEL says otherwise
+    debug = logging.getLogger().level == logging.DEBUG
+    setup_logging(level="DEBUG" if debug else os.environ.get("TRAITS_LOG_LEVEL", "INFO"))
     try:
         config = load_config(config_dir)
         daemon = Daemon(config_dir, config)
+        return daemon.serve(host, port)
     except TraitsError as e:
         log.error("%s", e)  # noqa: TRY400 - a user error, no traceback
         return e.exit_code
-    return daemon.serve(host, port)
 
 
 __all__ = ["Daemon", "next_run_times", "run_daemon"]

@@ -7,20 +7,24 @@ the DSN says ``?schema=name``) created on first use:
 - a lock per trait: ``pg_try_advisory_lock`` held on a session of its own for the whole run,
   so Postgres releases it when the holder's connection ends (its process died, its host
   vanished: the session sets TCP keepalives). ``locks`` names the holder for error messages;
-- ``snapshot_rows`` (trait, destination, id) → h, v: the snapshot itself, with ``snapshots``
+- ``snapshot_rows`` (trait, destination, id) → h, v, u, hv: the snapshot itself (the columns
+  of ``columnar.SNAPSHOT_SELECT``, ``hv`` per row as rows may be folded by different engine
+  versions), with ``snapshots``
   giving each one a version and a random token that change on every commit or reset;
 - ``acks``: the acknowledged ids of each run and destination, committed per ``append``.
 
 The pipeline diffs over local Parquet files, so ``snapshot_files`` exports the current
 snapshot to a cache under ``work_dir`` named by its token (an unchanged snapshot is not
-exported again). Bulk moves go through COPY in CSV, converted by the columnar engine, so no
-Python loop ever touches the rows. ``h`` is an unsigned 64-bit hash; it is stored in a
+exported again), one file per hash canary ``hv`` (the differ rehashes a file whose canary is
+not its own). Bulk moves go through COPY in CSV, converted by the columnar engine, so no
+Python loop ever touches the rows. ``h`` and ``hv`` are unsigned 64-bit; they are stored in
 signed ``bigint`` shifted by 2**63.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -31,20 +35,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from traits.columnar import connect as duck_connect
-from traits.columnar import sql_path
 from traits.config.env import redact
 from traits.destinations.base import Call
 from traits.errors import LockedError, StateError
 from traits.state.base import AckLog, StateStore
+from traits.state.pg_transfer import cache_name, changes_to_csv, csv_to_parquet, write_listing
 from traits.state.records import RunRecord
 
 if TYPE_CHECKING:
     import psycopg
 
 DEFAULT_SCHEMA = "sql_traits"
-#: the shift between DuckDB's UBIGINT hash and Postgres's signed bigint
-_SHIFT = "9223372036854775808"
+#: names the table layout below; change it when the layout changes, so stores migrate on open
+SCHEMA_LAYOUT = "sql-traits state, layout 2"
 #: cache files of older snapshot versions are kept this long for readers still using them
 CACHE_GRACE_SECONDS = 3600.0
 COPY_CHUNK = 1 << 20
@@ -80,6 +83,8 @@ create table if not exists {s}.snapshot_rows (
     v text,
     primary key (trait, destination, id)
 );
+alter table {s}.snapshot_rows add column if not exists u text;
+alter table {s}.snapshot_rows add column if not exists hv bigint;
 create table if not exists {s}.acks (
     run_id text not null,
     trait text not null,
@@ -109,10 +114,6 @@ def describe_dsn(dsn: str) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _cache_name(version: object, token: object) -> str:
-    return f"{int(str(version)):012d}-{token}.parquet"
 
 
 def _lock_key(schema: str, trait: str) -> int:
@@ -195,11 +196,19 @@ class PostgresStateStore(StateStore):
             raise StateError(f"the state store {self.where} failed {what}: {redact(str(e)).strip()}") from e
 
     def _create_schema(self) -> None:
+        # the DDL (ALTER TABLE takes an exclusive lock even when there is nothing to add) runs
+        # only when the schema's comment does not name this layout: opening a store is cheap
+        marker = "select obj_description(to_regnamespace(%s)::oid, 'pg_namespace')"
+        with self._db("reading its schema") as conn:
+            row = conn.execute(marker, (self.schema,)).fetchone()
+        if row and row[0] == SCHEMA_LAYOUT:
+            return
         with self._db("creating its schema") as conn:
             # concurrent ``create ... if not exists`` can still collide; serialize them
             conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(self.schema, "\0schema"),))
             conn.execute(f"create schema if not exists {self.s}")
             conn.execute(_TABLES.format(s=self.s))
+            conn.execute(f"comment on schema {self.s} is '{SCHEMA_LAYOUT}'")
 
     def close(self) -> None:
         with self._mutex:
@@ -288,21 +297,23 @@ class PostgresStateStore(StateStore):
         if row is None:
             return []
         cache = self._cache_dir(trait, destination)
-        path = cache / _cache_name(row[0], row[1])
-        if not path.exists():
+        listing = cache / cache_name(row[0], row[1])
+        if not listing.exists():
             exported = self._export(trait, destination, cache)
             if exported is None:  # reset meanwhile
                 return []
-            path = exported
-        os.utime(path)  # marks it in use, so ``_prune`` leaves it for a while
-        self._prune(cache, keep=path)
-        return [path]
+            listing = exported
+        files = [cache / name for name in json.loads(listing.read_text())]
+        for path in (listing, *files):
+            os.utime(path)  # marks them in use, so ``_prune`` leaves them for a while
+        self._prune(cache, keep={listing, *files})
+        return files
 
     def _export(self, trait: str, destination: str, cache: Path) -> Path | None:
-        """Write the snapshot as it is now to the cache; returns None if there is none."""
+        """Write the snapshot as it is now to the cache; returns its listing, None if there is none."""
         cache.mkdir(parents=True, exist_ok=True)
         stem = f"export.{os.getpid()}.{threading.get_ident()}"
-        csv, tmp = cache / f"{stem}.csv", cache / f"{stem}.tmp"
+        csv = cache / f"{stem}.csv"
         try:
             with self._errors("exporting a snapshot"):
                 conn = self._connect(autocommit=False)
@@ -314,9 +325,9 @@ class PostgresStateStore(StateStore):
                     ).fetchone()
                     if row is None:
                         return None
-                    path = cache / _cache_name(row[0], row[1])
+                    listing = cache / cache_name(row[0], row[1])
                     query = (
-                        f"copy (select id, h, v from {self.s}.snapshot_rows where trait = %s and destination = %s) "
+                        f"copy (select id, h, v, u, hv from {self.s}.snapshot_rows where trait = %s and destination = %s) "
                         "to stdout (format csv)"
                     )
                     with conn.cursor() as cur, open(csv, "wb") as out, cur.copy(query, (trait, destination)) as copy:
@@ -324,29 +335,18 @@ class PostgresStateStore(StateStore):
                             out.write(chunk)
                 finally:
                     conn.close()
-            con = duck_connect(cache)
-            try:
-                # allow_quoted_nulls = false: Postgres writes NULL bare and an empty string as ""
-                con.execute(
-                    f"""COPY (select id, cast(cast(h as hugeint) + {_SHIFT} as ubigint) as h, v, false as deleted
-                        from read_csv('{sql_path(csv)}', header = false, quote = '"', escape = '"', allow_quoted_nulls = false,
-                                      columns = {{'id': 'VARCHAR', 'h': 'BIGINT', 'v': 'VARCHAR'}}))
-                    TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)"""
-                )
-            finally:
-                con.close()
-            os.replace(tmp, path)
-            return path
+            names = csv_to_parquet(csv, listing)
+            write_listing(listing, names)
+            return listing
         finally:
             csv.unlink(missing_ok=True)
-            tmp.unlink(missing_ok=True)
 
-    def _prune(self, cache: Path, keep: Path) -> None:
+    def _prune(self, cache: Path, keep: set[Path]) -> None:
         """Drop older versions once nobody has used them for a while (a preview may still read one)."""
         cutoff = time.time() - CACHE_GRACE_SECONDS
-        for old in cache.glob("*.parquet"):
+        for old in [*cache.glob("*.parquet"), *cache.glob("*.json")]:
             try:
-                if old != keep and old.stat().st_mtime < cutoff:
+                if old not in keep and old.stat().st_mtime < cutoff:
                     old.unlink()
             except FileNotFoundError:
                 pass
@@ -366,15 +366,7 @@ class PostgresStateStore(StateStore):
             return
         csv = changes.with_name(f"{changes.name}.{os.getpid()}.commit.csv")
         if changes.exists():
-            con = duck_connect(changes.parent)
-            try:
-                con.execute(
-                    f"""COPY (select id, cast(cast(h as hugeint) - {_SHIFT} as bigint) as h, v, change = 'exited' as deleted
-                        from read_parquet('{sql_path(changes)}'))
-                    TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, v))"""
-                )
-            finally:
-                con.close()
+            changes_to_csv(changes, csv)
         try:
             self._fold(run_id, trait, destination, csv if changes.exists() else None)
         finally:
@@ -385,11 +377,12 @@ class PostgresStateStore(StateStore):
         s, key = self.s, {"r": run_id, "t": trait, "d": destination}
         with self._db("committing a snapshot") as conn:
             if csv is not None:
-                conn.execute("create temp table if not exists pending (id text, h bigint, v text, deleted boolean)")
+                conn.execute("create temp table if not exists pending (id text, h bigint, v text, u text, deleted boolean, hv bigint)")
                 conn.execute("truncate pending")
                 with conn.cursor() as cur, cur.copy("copy pending from stdin (format csv)") as copy, open(csv, "rb") as f:
                     while chunk := f.read(COPY_CHUNK):
                         copy.write(chunk)
+                conn.execute("analyze pending")  # a temp table has no statistics: the joins below need them
                 acked = f"p.id in (select id from {s}.acks where run_id = %(r)s and destination = %(d)s)"
                 conn.execute(
                     f"delete from {s}.snapshot_rows r using pending p where {acked} and p.deleted "
@@ -397,9 +390,9 @@ class PostgresStateStore(StateStore):
                     key,
                 )
                 conn.execute(
-                    f"""insert into {s}.snapshot_rows (trait, destination, id, h, v)
-                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.h, p.v from pending p where {acked} and not p.deleted
-                    on conflict (trait, destination, id) do update set h = excluded.h, v = excluded.v""",
+                    f"""insert into {s}.snapshot_rows (trait, destination, id, h, v, u, hv)
+                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.h, p.v, p.u, p.hv from pending p where {acked} and not p.deleted
+                    on conflict (trait, destination, id) do update set h = excluded.h, v = excluded.v, u = excluded.u, hv = excluded.hv""",
                     key,
                 )
                 conn.execute(

@@ -1,0 +1,72 @@
+"""Moving snapshot rows between Postgres (COPY in CSV) and local Parquet files, via DuckDB.
+
+The conversions run in the columnar engine, never as a Python loop over rows. ``h`` and
+``hv`` are unsigned 64-bit in Parquet and signed ``bigint`` in Postgres, shifted by 2**63.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from traits.columnar import HASH_CANARY_SQL, sql_path
+from traits.columnar import connect as duck_connect
+
+#: the shift between DuckDB's UBIGINT hash and Postgres's signed bigint
+_SHIFT = "9223372036854775808"
+
+
+def changes_to_csv(changes: Path, csv: Path) -> None:
+    """A change file as CSV rows for the ``pending`` table: id, h, v, u, deleted, hv."""
+    con = duck_connect(changes.parent)
+    try:
+        # FORCE_QUOTE: an empty string is written "" (Postgres reads a bare empty field as NULL)
+        con.execute(
+            f"""COPY (select id, cast(cast(h as hugeint) - {_SHIFT} as bigint) as h, v, uid as u,
+                    change = 'exited' as deleted, cast(cast({HASH_CANARY_SQL} as hugeint) - {_SHIFT} as bigint) as hv
+                from read_parquet('{sql_path(changes)}'))
+            TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, v, u))"""
+        )
+    finally:
+        con.close()
+
+
+def cache_name(version: object, token: object) -> str:
+    """The listing (JSON: the Parquet file names) of one version of a snapshot in the cache."""
+    return f"{int(str(version)):012d}-{token}.json"
+
+
+def csv_to_parquet(csv: Path, listing: Path) -> list[str]:
+    """Convert an exported snapshot to Parquet, one file per hash canary; returns the file names."""
+    con = duck_connect(listing.parent)
+    try:
+        # allow_quoted_nulls = false: Postgres writes NULL bare and an empty string as ""
+        con.execute(
+            f"""create temp table rows as select * from read_csv('{sql_path(csv)}', header = false, quote = '"', escape = '"',
+                allow_quoted_nulls = false, columns = {{'id': 'VARCHAR', 'h': 'BIGINT', 'v': 'VARCHAR', 'u': 'VARCHAR', 'hv': 'BIGINT'}})"""
+        )
+        groups = [r[0] for r in con.execute("select distinct hv from rows order by hv nulls first").fetchall()] or [None]
+        names = []
+        for index, hv in enumerate(groups):
+            name = f"{listing.stem}-{index}.parquet"
+            tmp = listing.with_name(f"{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            where = "hv is null" if hv is None else f"hv = {int(hv)}"
+            con.execute(
+                f"""COPY (select id, cast(cast(h as hugeint) + {_SHIFT} as ubigint) as h, v, u, false as deleted,
+                        cast(cast(hv as hugeint) + {_SHIFT} as ubigint) as hv
+                    from rows where {where}) TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)"""
+            )
+            os.replace(tmp, listing.with_name(name))
+            names.append(name)
+        return names
+    finally:
+        con.close()
+
+
+def write_listing(listing: Path, names: list[str]) -> None:
+    """Written last and atomically: a listing names only whole files."""
+    tmp = listing.with_name(f"{listing.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(names))
+    os.replace(tmp, listing)
