@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from delivery_project import FAST, Rows, expected_profiles, make_project, run, start_run, write_rows
-from receiver import Received, Receiver, Reply, check_redeliveries
+from receiver import Receiver, Reply, check_redeliveries
 
 from traits.errors import ExitCode
 

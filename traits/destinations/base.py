@@ -10,7 +10,7 @@ acknowledgement durably before returning, so a killed run loses nothing that was
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -66,3 +66,19 @@ class Destination(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+async def in_chunks(calls: AsyncIterator[Call]) -> AsyncGenerator[Sequence[Call], None]:
+    """``calls`` a list at a time.
+
+    The pipeline's stream (``pipeline.deliver.ChangeCalls``) hands over the chunks it reads, so
+    a batching destination does no async step per call (at a million calls that step shows);
+    any other iterator gives one call per list.
+    """
+    chunks = getattr(calls, "chunks", None)
+    if chunks is not None:
+        async for chunk in chunks():
+            yield chunk
+        return
+    async for call in calls:
+        yield (call,)

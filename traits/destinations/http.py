@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 
 from traits import __version__
-from traits.destinations.base import Call, DeliveryReport, Destination
+from traits.config.env import redact
+from traits.destinations.base import Call, DeliveryReport, Destination, in_chunks
 from traits.destinations.policy import Action, Pacer, backoff, classify, retry_after
 
 log = logging.getLogger("traits.destinations")
@@ -40,6 +41,8 @@ log = logging.getLogger("traits.destinations")
 USER_AGENT = f"sql-traits/{__version__}"
 #: how much of a refusal's body is kept as the reason a call was rejected
 REASON_CHARS = 500
+#: batches given up in a row (no acknowledgement between) after which the destination stops
+GIVE_UP_STOP = 3
 
 
 @dataclass(slots=True)
@@ -91,6 +94,7 @@ class HttpDestination(Destination):
         self._stop_reason: str | None = None
         self._resume_at = 0.0  # monotonic instant a Retry-After pause ends
         self._ack_lock: asyncio.Lock | None = None
+        self._given_up_in_a_row = 0  # batches out of attempts since the last acknowledgement
 
     # -- what a subclass provides ---------------------------------------------------------------
     @abstractmethod
@@ -106,8 +110,10 @@ class HttpDestination(Destination):
         if self._client is None:
             timeout = httpx.Timeout(self.config.timeout, connect=self.config.connect_timeout, pool=None)
             limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            proxy = self.config.proxy.get_secret_value() if self.config.proxy is not None else None
+            # trust_env off: no proxy variables or .netrc credentials slip in unseen; a proxy is configured
             self._client = httpx.AsyncClient(
-                timeout=timeout, limits=limits, follow_redirects=False, headers=self.default_headers(), trust_env=False
+                timeout=timeout, limits=limits, follow_redirects=False, headers=self.default_headers(), trust_env=False, proxy=proxy
             )
         return self._client
 
@@ -136,19 +142,23 @@ class HttpDestination(Destination):
         limit = self.max_batch_bytes - ENVELOPE_BYTES
         batch: list[Call] = []
         size = 0
-        async for call in calls:
+        max_calls, max_call_bytes = self.max_batch_calls, self.max_call_bytes
+        async for chunk in in_chunks(calls):
             if self._stop_reason is not None:
                 break
-            n = len(call.body)
-            if n > self.max_call_bytes:
-                report.rejected(call, f"the call is {n:,} bytes, more than max_call_bytes ({self.max_call_bytes:,})")
-                continue
-            # the size is checked before adding, so a batch never goes over (a comma per call)
-            if batch and (len(batch) >= self.max_batch_calls or size + n + 1 > limit):
-                await queue.put(batch)
-                batch, size = [], 0
-            batch.append(call)
-            size += n + 1
+            for call in chunk:
+                n = len(call.body)
+                if n > max_call_bytes:
+                    report.rejected(call, f"the call is {n:,} bytes, more than max_call_bytes ({max_call_bytes:,})")
+                    continue
+                # the size is checked before adding, so a batch never goes over (a comma per call)
+                if batch and (len(batch) >= max_calls or size + n + 1 > limit):
+                    await queue.put(batch)
+                    batch, size = [], 0
+                    if self._stop_reason is not None:
+                        break
+                batch.append(call)
+                size += n + 1
         if batch and self._stop_reason is None:
             await queue.put(batch)
         # not in a finally: if this fails, the task group cancels the workers instead
@@ -170,6 +180,7 @@ class HttpDestination(Destination):
                 return
             answer = await self.attempt(calls)
             if answer.action is Action.ACK:
+                self._given_up_in_a_row = 0
                 await self._acknowledge(calls, report)
                 return
             if answer.action is Action.STOP:
@@ -192,11 +203,19 @@ class HttpDestination(Destination):
             if attempt >= self.max_attempts:
                 for call in calls:
                     report.rejected(call, f"gave up after {attempt} attempts: {answer.detail}")
+                self._given_up_in_a_row += 1
+                if self._given_up_in_a_row >= GIVE_UP_STOP:
+                    # down for good, it seems: retrying every other batch would only spend the
+                    # deadline; the next run sends what is left
+                    self.stop(
+                        f"destination {self.name}: {GIVE_UP_STOP} batches in a row failed after {attempt} attempts each "
+                        f"(last: {answer.detail}); stopped for this run, the next run sends what is left"
+                    )
                 return
             delay = backoff(attempt, self.backoff_base, self.backoff_cap)
             if self._past_deadline(time.monotonic() + delay):
                 return
-            log.debug("retrying", extra={"destination": self.name, "attempt": attempt, "delay": delay, "detail": answer.detail})
+            log.debug("retrying", extra={"destination": self.name, "attempt": attempt, "delay": delay, "detail": redact(answer.detail)})
             await asyncio.sleep(delay)
 
     async def _wait_turn(self, calls: int) -> bool:
@@ -222,7 +241,8 @@ class HttpDestination(Destination):
     def stop(self, reason: str) -> None:
         if self._stop_reason is None:
             self._stop_reason = reason
-            log.warning("destination stopped", extra={"destination": self.name, "reason": reason})
+            # a URL or an answer may hold a secret taken from the environment (a webhook path token)
+            log.warning("destination stopped", extra={"destination": self.name, "reason": redact(reason)})
 
     async def _acknowledge(self, calls: list[Call], report: DeliveryReport) -> None:
         # one batch at a time per destination: the report's log is appended and fsynced in order
@@ -253,8 +273,10 @@ class HttpDestination(Destination):
         pause = retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
         return Answer(action, detail, status, pause)
 
-    def stop_message(self, url: str, response: httpx.Response) -> str:
+    def stop_message(self, url: str, response: httpx.Response, *, running: bool = True) -> str:
+        """Why a refusal stops this destination and what to fix (``running``: said during a run)."""
         status = response.status_code
+        then = ". Nothing more is sent to it this run" if running else ""
         body = response.text[:200].strip()
         said = f" ({body})" if body else ""
         where = f"destination {self.name}: POST {url} answered HTTP {status}{said}"
@@ -262,10 +284,10 @@ class HttpDestination(Destination):
             location = response.headers.get("location", "nowhere")
             return f"{where}, a redirect to {location}; redirects are not followed: set the URL to where it points"
         if status in (401, 403):
-            return f"{where}: the credentials were refused; {self.auth_hint}. Nothing more is sent to it this run"
+            return f"{where}: the credentials were refused; {self.auth_hint}{then}"
         if status in (404, 405, 410):
-            return f"{where}: the URL is wrong; {self.url_hint}. Nothing more is sent to it this run"
-        return f"{where}: the server does not support this request; check the URL"
+            return f"{where}: the URL is wrong; {self.url_hint}{then}"
+        return f"{where}: the server does not support this request; check the URL{then}"
 
     url_hint: str = "check the url"
 
@@ -278,11 +300,14 @@ class HttpDestination(Destination):
             return await self.client.request(method, url, content=content, headers=headers)
         except httpx.TimeoutException:
             raise DeliveryError(
-                f"destination {self.name}: {url} did not answer within the timeout", hint="check the URL and the network"
+                redact(f"destination {self.name}: {url} did not answer within the timeout"), hint="check the URL and the network"
             ) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as e:
-            raise DeliveryError(f"destination {self.name}: {url} is not a usable URL: {e}") from None
+            raise DeliveryError(redact(f"destination {self.name}: {url} is not a usable URL: {e}")) from None
         except httpx.TransportError as e:
             raise DeliveryError(
-                f"destination {self.name}: cannot reach {url}: {e}", hint="check the host name, the port and the network"
+                redact(f"destination {self.name}: cannot reach {url}: {e}"), hint="check the host name, the port and the network"
             ) from None
+
+
+__all__ = ["ENVELOPE_BYTES", "Answer", "HttpDestination", "Request", "batch_envelope", "sent_at"]

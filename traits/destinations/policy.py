@@ -107,3 +107,6 @@ class Pacer:
         delay = self.reserve(calls) - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+__all__ = ["RETRY_AFTER_MAX", "RETRY_AFTER_MIN", "Action", "Pacer", "backoff", "classify", "retry_after"]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from traits.config.env import redact
 from traits.destinations.base import Call
 from traits.destinations.http import HttpDestination, Request, batch_envelope, sent_at
 from traits.errors import DeliveryError
@@ -45,4 +46,7 @@ class SegmentDestination(HttpDestination):
         status = response.status_code
         if 200 <= status < 300:
             return f"{self.url} accepted the write key (HTTP {status})"
-        raise DeliveryError(self.stop_message(self.url, response).replace(". Nothing more is sent to it this run", ""))
+        raise DeliveryError(redact(self.stop_message(self.url, response, running=False)))
+
+
+__all__ = ["SegmentDestination"]

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from traits.config.env import redact
 from traits.destinations.base import Call
 from traits.destinations.http import HttpDestination, Request, batch_envelope, sent_at
 from traits.errors import ConfigError, DeliveryError
@@ -91,7 +92,10 @@ class WebhookDestination(HttpDestination):
             await self.aclose()
         status = response.status_code
         if status in (401, 403, 404, 410) or 300 <= status < 400:
-            raise DeliveryError(self.stop_message(self.url, response).replace(". Nothing more is sent to it this run", ""))
+            raise DeliveryError(redact(self.stop_message(self.url, response, running=False)))
         if status >= 500:
-            raise DeliveryError(f"destination {self.name}: {self.url} is reachable but answered HTTP {status}", hint="check the receiver")
+            raise DeliveryError(redact(f"destination {self.name}: {self.url} is reachable but answered HTTP {status}"), hint="check the receiver")
         return f"{self.url} is reachable (HTTP {status} to HEAD; no trait data sent)"
+
+
+__all__ = ["WebhookDestination", "batch_id", "secret_key", "sign"]

@@ -1,0 +1,61 @@
+"""The engine-built calls (``CallBuilder.select_sql``) are byte for byte the Python-built ones."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from traits.pipeline.payloads import MESSAGE_NAMESPACE, CallBuilder, MessageIds, message_id
+
+KEYS = ["u1", "é", 'quote"d', "back\\slash", "\x01control", "\u2028", "😀", "it's", "group:x", ""]
+
+
+def _change_file(path: Path) -> Path:
+    rows = []
+    for i, key in enumerate(KEYS):
+        rows.append((key, "added", i, json.dumps({"a": i, "s": "é"}, ensure_ascii=False), None if i % 2 else f"uid-{key}", None))
+        rows.append((key + "-c", "changed", i, json.dumps({"a": i}), "" if i % 3 else None, json.dumps({"a": -1})))
+        rows.append((key + "-e", "exited", None, None, None, json.dumps({"a": 1, "b": 2})))
+    columns = list(zip(*rows, strict=True))
+    table = pa.table(
+        {
+            "id": pa.array(columns[0], pa.string()), "change": pa.array(columns[1], pa.string()), "h": pa.array(columns[2], pa.uint64()),
+            "v": pa.array(columns[3], pa.string()), "uid": pa.array(columns[4], pa.string()), "old_v": pa.array(columns[5], pa.string()),
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["user", "account"])
+@pytest.mark.parametrize("send", ["row", "changed"])
+def test_engine_calls_equal_python_calls(tmp_path: Path, kind: str, send: str) -> None:
+    path = _change_file(tmp_path / "changes.parquet")
+    builder = CallBuilder(
+        trait="o'trait", kind=kind, destination="dest", run_id="20260101T000000-abc", timestamp="2026-01-01T00:00:00.000Z",  # type: ignore[arg-type]
+        send=send, on_exit="clear",  # type: ignore[arg-type]
+    )
+    made = 0
+    for key, change, h, v, uid, old_v, mid, body in duckdb.sql(builder.select_sql(str(path))).fetchall():
+        python = builder.build(key, change, h, v, uid, old_v)
+        assert python is not None
+        if body is None:  # left to Python: exits, and changed rows when only changes are sent
+            assert change == "exited" or (send == "changed" and change == "changed")
+            continue
+        made += 1
+        assert mid == python.message_id
+        assert body == python.body
+    assert made == (2 * len(KEYS) if send == "row" else len(KEYS))
+
+
+def test_fast_message_ids_are_uuid5() -> None:
+    ids = MessageIds("dest", "trait", "identify", "run")
+    for key in KEYS:
+        expected = str(uuid.uuid5(MESSAGE_NAMESPACE, "\x1f".join(("dest", "trait", "identify", key, "run"))))
+        assert ids(key) == expected == message_id("dest", "trait", "identify", key, "run")
