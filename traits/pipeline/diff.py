@@ -81,12 +81,18 @@ class LocalDiffer:
         counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
         old_for = "d.change = 'exited'" + (" or d.change = 'changed'" if old_values_for_changed else "")
         uid = self.shape.uid_sql or "cast(null as varchar)"
-        # the JSON of a row is built only for the rows that will be sent
-        values = f"""select {self.shape.id_sql} as id, {self.shape.v_sql} as v, {uid} as uid
-            from read_parquet('{sql_path(self.staged)}')
-            where {self.shape.id_sql} in (select id from delta where change <> 'exited')"""
-        old = f"""select id, v, u from ({latest_rows(snapshot, "id, v, u, deleted")})
-            where id in (select id from delta d where {old_for})"""
+        # the JSON of a row is built only for the rows that will be sent, and each file is
+        # read again only when some row needs it
+        none = "select cast(null as varchar) as id, cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as u where false"
+        values = none
+        if counts.added or counts.changed:
+            values = f"""select {self.shape.id_sql} as id, {self.shape.v_sql} as v, {uid} as uid
+                from read_parquet('{sql_path(self.staged)}')
+                where {self.shape.id_sql} in (select id from delta where change <> 'exited')"""
+        old = none
+        if counts.exited or (old_values_for_changed and counts.changed):
+            old = f"""select id, v, u from ({latest_rows(snapshot, "id, v, u, deleted")})
+                where id in (select id from delta d where {old_for})"""
         con.execute(
             f"""COPY (
                 select d.id, d.change, d.h, r.v, coalesce(r.uid, o.u) as uid, o.v as old_v

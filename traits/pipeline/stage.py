@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,11 @@ class Staged:
     schema: pa.Schema
 
 
-def stage(batches: Iterable[pa.RecordBatch], path: Path, *, trait: str) -> Staged:
-    """Write ``batches`` to ``path`` (atomically: a killed run leaves no half file under that name)."""
+def stage(batches: Iterable[pa.RecordBatch], path: Path, *, trait: str, on_batch: Callable[[pa.RecordBatch], None] | None = None) -> Staged:
+    """Write ``batches`` to ``path`` (atomically: a killed run leaves no half file under that name).
+
+    ``on_batch`` sees each batch before it is written (the fingerprint is made there).
+    """
     tmp = path.with_name(path.name + ".tmp")
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
@@ -34,6 +37,8 @@ def stage(batches: Iterable[pa.RecordBatch], path: Path, *, trait: str) -> Stage
                 writer = pq.ParquetWriter(tmp, schema, compression="lz4", use_dictionary=False, write_statistics=False)
             elif not batch.schema.equals(schema):
                 batch = _conform(batch, schema, trait)
+            if on_batch is not None:
+                on_batch(batch)
             writer.write_batch(batch, row_group_size=256 * 1024)
             rows += batch.num_rows
     finally:

@@ -1,19 +1,22 @@
 """Validate: every rule of the result, checked on the whole staged result before anything is sent.
 
-``check_shape`` checks the columns; ``fingerprint`` makes one pass over the rows that both
-checks them (null and duplicate ids, non-finite numbers) and writes the result's
-fingerprint, ``(id, h)`` per row, which the diff joins against each snapshot. The size of
-each call is checked by the diff (``check_sizes``) on the rows it would send, still before
-anything is sent: an unchanged row was sent, at the same size, before.
+``check_shape`` checks the columns (on the first batch, so a wrong query fails fast). The
+``Fingerprinter`` hashes each batch as it is staged into the result's fingerprint,
+``(id, h, bad)`` per row, which the diff joins against each snapshot; ``check_rows`` checks
+the row rules over it (null and duplicate ids, non-finite numbers). The size of each call
+is checked by the diff (``check_sizes``) on the rows it would send, still before anything
+is sent: an unchanged row was sent, at the same size, before.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from traits.columnar import quote_ident, sql_path
 from traits.errors import ValidationError
@@ -117,16 +120,70 @@ def duck_types(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-def fingerprint(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, out: Path) -> int:
-    """Check every row and write ``out`` = (id, h) per row; returns the row count."""
-    where = f"trait {name}"
-    non_finite = [c for c in shape.traits if c.category == "float"] if not settings.allow_non_finite else []
-    bad = " or ".join(f"not isfinite({quote_ident(c.name)})" for c in non_finite) or "false"
+def _bad_sql(shape: Shape, settings: Settings) -> str:
+    """SQL true for a row holding NaN or ±Infinity where they are not allowed."""
+    if settings.allow_non_finite:
+        return "false"
+    return " or ".join(f"not isfinite({quote_ident(c.name)})" for c in shape.traits if c.category == "float") or "false"
+
+
+def _fingerprint_sql(shape: Shape, settings: Settings, source: str) -> str:
+    return f"select {shape.id_sql} as id, {shape.h_sql} as h, ({_bad_sql(shape, settings)}) as bad from {source}"
+
+
+class Fingerprinter:
+    """Checks the columns on the first batch and hashes every batch while it is staged.
+
+    The hashing runs on the main thread while the read-ahead thread waits on the warehouse,
+    so on a small machine it costs next to nothing; the file it writes is the fingerprint.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, name: str, trait: Trait, settings: Settings, out: Path) -> None:
+        self.con = con
+        self.name = name
+        self.trait = trait
+        self.settings = settings
+        self.out = out
+        self.shape: Shape | None = None
+        self._tmp = out.with_name(out.name + ".tmp")
+        self._writer: pq.ParquetWriter | None = None
+        self._sql = ""
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self.con.register("sql_traits_batch", pa.Table.from_batches([batch]))
+        try:
+            if self.shape is None:
+                types = {str(r[0]): str(r[1]) for r in self.con.execute("describe select * from sql_traits_batch").fetchall()}
+                self.shape = check_shape(self.name, self.trait, self.settings, batch.schema, types)
+                self._sql = _fingerprint_sql(self.shape, self.settings, "sql_traits_batch")
+            table = self.con.sql(self._sql).to_arrow_table()
+        finally:
+            self.con.unregister("sql_traits_batch")
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="none", use_dictionary=False, write_statistics=False)
+        self._writer.write_table(table)
+
+    def finish(self) -> Shape:
+        """Close the fingerprint file; the shape of the result."""
+        if self._writer is not None:
+            self._writer.close()
+            os.replace(self._tmp, self.out)
+        assert self.shape is not None, "finish() after at least one batch"
+        return self.shape
+
+
+def fingerprint_file(con: duckdb.DuckDBPyConnection, shape: Shape, settings: Settings, staged: Path, out: Path) -> None:
+    """Write the fingerprint of an already staged result (a resumed run's)."""
     con.execute(
-        f"""COPY (select {shape.id_sql} as id, {shape.h_sql} as h, ({bad}) as bad from read_parquet('{sql_path(staged)}'))
+        f"""COPY ({_fingerprint_sql(shape, settings, f"read_parquet('{sql_path(staged)}')")})
         TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE 122880)"""
     )
-    fp = f"read_parquet('{sql_path(out)}')"
+
+
+def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, fp_path: Path) -> int:
+    """The row rules, over the fingerprint: null, empty and duplicate ids, non-finite numbers. Returns the row count."""
+    where = f"trait {name}"
+    fp = f"read_parquet('{sql_path(fp_path)}')"
     total, null_ids, bad_rows = con.execute(
         f"select count(*), count(*) filter (where id is null), count(*) filter (where bad) from {fp}"
     ).fetchone() or (0, 0, 0)
@@ -138,8 +195,9 @@ def fingerprint(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, setting
             hint=f"filter them out in SQL: where {shape.id_column.name} is not null",
         )
     if bad_rows:
+        bad = _bad_sql(shape, settings)
         ids = [str(r[0]) for r in con.execute(f"select {shape.id_sql} from {f} where {bad} order by file_row_number limit {EXAMPLES}").fetchall()]
-        columns = ", ".join(c.name for c in non_finite)
+        columns = ", ".join(c.name for c in shape.traits if c.category == "float")
         raise ValidationError(
             f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
             hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",
