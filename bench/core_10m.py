@@ -53,7 +53,8 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int
     """Seconds, peak RSS (bytes) and stdout of one process."""
     start = time.perf_counter()
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     out = process.stdout.read()
     err = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
