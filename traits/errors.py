@@ -77,6 +77,11 @@ class StateError(TraitsError):
     exit_code = ExitCode.CONFIG
 
 
+def prefixed(prefix: str, message: str) -> str:
+    """``message`` led by ``prefix`` (e.g. "destination seg"), unless it already names it."""
+    return message if message.startswith(prefix) else f"{prefix}: {message}"
+
+
 def exit_code_for(error: BaseException) -> ExitCode:
     if isinstance(error, TraitsError):
         return error.exit_code

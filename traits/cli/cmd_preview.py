@@ -12,7 +12,7 @@ from traits import columnar
 from traits.cli.context import Context, check_trait
 from traits.cli.output import TerminalProgress, emit_json, error_line, escape, stdout
 from traits.config import Config
-from traits.errors import ExitCode
+from traits.errors import ExitCode, prefixed
 from traits.pipeline.run import RunOptions, run_trait
 from traits.state.base import StateStore
 from traits.warehouses import open_warehouse
@@ -49,11 +49,11 @@ def preview(obj: Context, name: str, limit: int, as_json: bool) -> None:
             "calls": result.calls,
         })
         if record.error:
-            error_line(f"trait {name}: {record.error}")
+            error_line(prefixed(f"trait {name}", record.error))
         raise SystemExit(int(result.exit_code))
     if record.error:
         stdout.print(f"[red]✗[/] [bold]{escape(name)}[/]: the result is not valid, a run would send nothing", markup=True)
-        error_line(f"trait {name}: {record.error}")
+        error_line(prefixed(f"trait {name}", record.error))
         raise SystemExit(int(result.exit_code))
     _print_sample(name, record.rows, result.rows, known, basis)
     _print_plan(record.destinations, config.traits[name].destinations)

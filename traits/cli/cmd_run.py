@@ -9,7 +9,7 @@ import click
 from traits.cli.context import Context, check_trait
 from traits.cli.output import TerminalProgress, emit_json, error_line, escape, stdout
 from traits.config.env import redact
-from traits.errors import ExitCode, TraitsError, exit_code_for
+from traits.errors import ExitCode, TraitsError, exit_code_for, prefixed
 from traits.pipeline.run import RunOptions, RunResult, run_trait
 
 _MARK = {"ok": "[green]✓[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]", "invalid": "[red]✗[/]", "failed": "[red]✗[/]"}
@@ -63,7 +63,7 @@ def run(obj: Context, names: tuple[str, ...], run_all: bool, dry_run: bool, forc
             if not as_json:
                 _print(result, dry_run)
             elif result.record.error:
-                error_line(f"trait {name}: {result.record.error}")
+                error_line(prefixed(f"trait {name}", result.record.error))
     finally:
         state.close()
     if as_json:
@@ -84,7 +84,7 @@ def _print(result: RunResult, dry_run: bool) -> None:
     mark = _MARK.get(r.status, "•")
     title = f"{mark} [bold]{escape(r.trait)}[/]"
     if r.status in ("invalid", "guarded", "failed") and not r.destinations:
-        error_line(f"trait {r.trait}: {r.error}")
+        error_line(prefixed(f"trait {r.trait}", r.error or r.status))
         stdout.print(f"{title}  {r.status}", markup=True)
         return
     stdout.print(
@@ -102,7 +102,7 @@ def _print(result: RunResult, dry_run: bool) -> None:
         for rejection in c.rejections[:3]:
             stdout.print(f"      [red]rejected[/] {escape(rejection['id'])}: {escape(rejection['reason'])}", markup=True)
     if r.status in ("invalid", "guarded", "failed") and r.error:
-        error_line(f"trait {r.trait}: {r.error}")
+        error_line(prefixed(f"trait {r.trait}", r.error))
     if dry_run:
         _print_calls(result)
 

@@ -12,7 +12,7 @@ from traits.cli.output import emit_json, error_line, escape, stdout
 from traits.config import Config
 from traits.config.env import redact
 from traits.destinations import open_destination
-from traits.errors import ExitCode, TraitsError
+from traits.errors import ExitCode, TraitsError, prefixed
 from traits.warehouses import open_warehouse
 
 
@@ -54,7 +54,7 @@ def validate(obj: Context, connect: bool, as_json: bool) -> None:
             for line in check["details"]:
                 stdout.print(f"    {escape(line)}")
             if not check["ok"]:
-                error_line(f"{check['kind']} {check['name']}: {check['error']}")
+                error_line(prefixed(f"{check['kind']} {check['name']}", check["error"]))
     raise SystemExit(int(code))
 
 

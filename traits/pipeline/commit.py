@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from traits.errors import prefixed
 from traits.state.base import StateStore
 from traits.state.records import RunRecord
 
@@ -19,7 +20,7 @@ def settle(run: RunRecord) -> None:
     counts = list(run.destinations.values())
     run.sent = sum(c.sent for c in counts)
     run.failed = sum(c.failed for c in counts)
-    errors = [f"{name}: {c.error}" for name, c in run.destinations.items() if c.error]
+    errors = [prefixed(f"destination {name}", c.error) for name, c in run.destinations.items() if c.error]
     if run.failed == 0:
         run.status = "ok"
         run.error = None

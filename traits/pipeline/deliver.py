@@ -172,7 +172,7 @@ async def _deliver_one(job: DeliveryJob) -> None:
     try:
         await job.destination.deliver(calls, job.recorder)
     except Exception as e:  # noqa: BLE001 - one destination's failure never stops another
-        job.recorder.stopped(f"{type(e).__name__}: {e}")
+        job.recorder.stopped(f"destination {job.destination.name}: {type(e).__name__}: {e}")
     finally:
         try:
             await calls.aclose()  # a destination that stopped early leaves the reader open
