@@ -1,4 +1,4 @@
-"""Diff: compare the result's fingerprint with one destination's snapshot.
+"""Diff: compare the staged result's row hashes with one destination's snapshot.
 
 Every id is exactly one of added, changed, unchanged or exited. The comparison is a join run
 by the columnar engine over files (``Differ`` is the seam a warehouse-side diff would
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from traits.columnar import HASH_CANARY_SQL, latest_rows, sql_path
 from traits.errors import GuardError
+from traits.pipeline.validate import HASH_COLUMN
 
 if TYPE_CHECKING:
     import duckdb
@@ -43,11 +44,11 @@ class Differ(Protocol):
 class LocalDiffer:
     """The diff as joins over local Parquet files."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, fingerprint: Path, shape: Shape) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, rows: int) -> None:
         self.con = con
         self.staged = staged
-        self.fingerprint = fingerprint
         self.shape = shape
+        self.rows = rows
         row = con.execute(f"select {HASH_CANARY_SQL}").fetchone()
         self.canary = int(row[0]) if row else 0
 
@@ -61,9 +62,11 @@ class LocalDiffer:
         return latest_rows(snapshot, "id, h, deleted", stale)
 
     def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
+        if not snapshot:
+            return self._first_sync(out)
         con = self.con
         differs = "true" if full_resync else "n.h is distinct from s.h"
-        fp = f"read_parquet('{sql_path(self.fingerprint)}')"
+        fp = f"(select {self.shape.id_sql} as id, {HASH_COLUMN} as h from read_parquet('{sql_path(self.staged)}'))"
         con.execute(
             f"""create or replace temp table delta as
             select coalesce(n.id, s.id) as id,
@@ -76,8 +79,7 @@ class LocalDiffer:
         counts = DiffCounts()
         for change, count in con.execute("select change, count(*) from delta group by change").fetchall():
             setattr(counts, str(change), int(count))
-        rows = (con.execute(f"select count(*) from {fp}").fetchone() or (0,))[0]
-        counts.unchanged = int(rows) - counts.added - counts.changed
+        counts.unchanged = self.rows - counts.added - counts.changed
         counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
         old_for = "d.change = 'exited'" + (" or d.change = 'changed'" if old_values_for_changed else "")
         uid = self.shape.uid_sql or "cast(null as varchar)"
@@ -103,6 +105,18 @@ class LocalDiffer:
         )
         con.execute("drop table delta")
         return counts
+
+    def _first_sync(self, out: Path) -> DiffCounts:
+        """Every row is added: the change file is one streaming pass, no join."""
+        uid = self.shape.uid_sql or "cast(null as varchar)"
+        self.con.execute(
+            f"""COPY (
+                select {self.shape.id_sql} as id, 'added' as change, {HASH_COLUMN} as h, {self.shape.v_sql} as v,
+                       {uid} as uid, cast(null as varchar) as old_v
+                from read_parquet('{sql_path(self.staged)}')
+            ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
+        )
+        return DiffCounts(added=self.rows)
 
 
 def guard(name: str, destination: str, counts: DiffCounts, *, max_exit_ratio: float, max_change_ratio: float | None) -> None:

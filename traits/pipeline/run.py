@@ -32,7 +32,7 @@ from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
 from traits.pipeline.stage import Staged, stage
-from traits.pipeline.validate import Fingerprinter, Shape, check_rows, check_shape, check_sizes, duck_types, fingerprint_file
+from traits.pipeline.validate import ADDED_COLUMNS, Fingerprinter, Shape, check_rows, check_shape, check_sizes, duck_types
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
@@ -191,26 +191,23 @@ class _Runner:
     # -- the steps ---------------------------------------------------------------------------
     def _execute(self, record: RunRecord, run_dir: Path, *, resumed: bool) -> dict[str, list[dict[str, Any]]]:
         staged_path = run_dir / "result.parquet"
-        fp_path = run_dir / "fingerprint.parquet"
         if resumed:
             self.recover(record, run_dir)
         con = columnar.connect(run_dir, self.config.settings.memory_limit)
         try:
             if staged_path.exists():  # a resumed run: its result is staged already
                 shape = self._shape_of(con, staged_path)
-                if not fp_path.exists():
-                    fingerprint_file(con, shape, self.config.settings, staged_path, fp_path)
             else:
                 self._phase(record, "query")
-                fingerprinter = Fingerprinter(con, self.name, self.trait, self.config.settings, fp_path)
+                fingerprinter = Fingerprinter(con, self.name, self.trait, self.config.settings)
                 self._query(staged_path, fingerprinter.add)
                 shape = fingerprinter.finish()
             self._phase(record, "validate")
-            record.rows = check_rows(con, self.name, shape, self.config.settings, staged_path, fp_path)
+            record.rows = check_rows(con, self.name, shape, self.config.settings, staged_path)
             if self.options.sample_rows:
                 self.sample_rows = _sample(con, shape, staged_path, self.options.sample_rows)
             self._phase(record, "diff")
-            differ = LocalDiffer(con, staged_path, fp_path, shape)
+            differ = LocalDiffer(con, staged_path, shape, record.rows)
             changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or (resumed and record.phase != "diff"))
         finally:
             con.close()
@@ -238,19 +235,21 @@ class _Runner:
             if changes.exists():
                 self.state.commit(record.run_id, self.name, destination, changes)
 
-    def _query(self, staged_path: Path, on_batch: Callable[[pa.RecordBatch], None]) -> Staged:
+    def _query(self, staged_path: Path, augment: Callable[[pa.RecordBatch], pa.RecordBatch]) -> Staged:
         source = self.config.sources[self.trait.source]
         sql = self.config.trait_sql(self.name)
         self.progress.phase("query")
         max_rows = self.config.max_rows_for(self.name)
         with open_warehouse(self.trait.source, source, self.config.directory) as warehouse:
             rows = fetch(warehouse, sql, max_rows=max_rows, trait=self.name, progress=self.progress.advance)
-            return stage(rows, staged_path, trait=self.name, on_batch=on_batch)
+            return stage(rows, staged_path, trait=self.name, augment=augment)
 
     def _shape_of(self, con: Any, staged: Path) -> Shape:
         import pyarrow.parquet as pq
 
-        return check_shape(self.name, self.trait, self.config.settings, pq.read_schema(staged), duck_types(con, staged))
+        schema = pq.read_schema(staged)
+        schema = pa_schema_without(schema, ADDED_COLUMNS)
+        return check_shape(self.name, self.trait, self.config.settings, schema, duck_types(con, staged))
 
     def _max_call_bytes(self, destination: str) -> int:
         return min(MAX_CALL_BYTES, int(getattr(self.config.destinations[destination], "max_call_bytes", MAX_CALL_BYTES)))
@@ -299,6 +298,13 @@ class _Runner:
             jobs.append(DeliveryJob(dest, path, builders[destination], Recorder(counts, log_, self.progress.advance), expected))
         self.progress.phase("deliver", total)
         asyncio.run(deliver_all(jobs))
+
+
+def pa_schema_without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
+    for name in names:
+        if name in schema.names:
+            schema = schema.remove(schema.get_field_index(name))
+    return schema
 
 
 def _sample(con: Any, shape: Shape, staged: Path, limit: int) -> list[dict[str, Any]]:

@@ -20,10 +20,12 @@ class Staged:
     schema: pa.Schema
 
 
-def stage(batches: Iterable[pa.RecordBatch], path: Path, *, trait: str, on_batch: Callable[[pa.RecordBatch], None] | None = None) -> Staged:
+def stage(
+    batches: Iterable[pa.RecordBatch], path: Path, *, trait: str, augment: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None
+) -> Staged:
     """Write ``batches`` to ``path`` (atomically: a killed run leaves no half file under that name).
 
-    ``on_batch`` sees each batch before it is written (the fingerprint is made there).
+    ``augment`` turns each batch into the one written (it adds the row hashes).
     """
     tmp = path.with_name(path.name + ".tmp")
     writer: pq.ParquetWriter | None = None
@@ -31,15 +33,15 @@ def stage(batches: Iterable[pa.RecordBatch], path: Path, *, trait: str, on_batch
     rows = 0
     try:
         for batch in batches:
-            if writer is None:
+            if schema is None:
                 schema = _checked_schema(batch.schema, trait)
-                # no dictionary encoding: it costs more CPU than the whole read on two cores
-                writer = pq.ParquetWriter(tmp, schema, compression="lz4", use_dictionary=False, write_statistics=False)
             elif not batch.schema.equals(schema):
                 batch = _conform(batch, schema, trait)
-            if on_batch is not None:
-                on_batch(batch)
-            writer.write_batch(batch, row_group_size=256 * 1024)
+            written = augment(batch) if augment is not None else batch
+            if writer is None:
+                # no dictionary encoding: it costs more CPU than the whole read on two cores
+                writer = pq.ParquetWriter(tmp, written.schema, compression="lz4", use_dictionary=False, write_statistics=False)
+            writer.write_batch(written, row_group_size=256 * 1024)
             rows += batch.num_rows
     finally:
         if writer is not None:

@@ -1,22 +1,20 @@
 """Validate: every rule of the result, checked on the whole staged result before anything is sent.
 
 ``check_shape`` checks the columns (on the first batch, so a wrong query fails fast). The
-``Fingerprinter`` hashes each batch as it is staged into the result's fingerprint,
-``(id, h, bad)`` per row, which the diff joins against each snapshot; ``check_rows`` checks
-the row rules over it (null and duplicate ids, non-finite numbers). The size of each call
+``Fingerprinter`` hashes each batch as it is staged, adding each row's hash (which the diff
+joins against each snapshot) and non-finite check to the staged file; ``check_rows`` checks
+the row rules over them (null and duplicate ids, non-finite numbers). The size of each call
 is checked by the diff (``check_sizes``) on the rows it would send, still before anything
 is sent: an unchanged row was sent, at the same size, before.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from traits.columnar import quote_ident, sql_path
 from traits.errors import ValidationError
@@ -127,63 +125,52 @@ def _bad_sql(shape: Shape, settings: Settings) -> str:
     return " or ".join(f"not isfinite({quote_ident(c.name)})" for c in shape.traits if c.category == "float") or "false"
 
 
-def _fingerprint_sql(shape: Shape, settings: Settings, source: str) -> str:
-    return f"select {shape.id_sql} as id, {shape.h_sql} as h, ({_bad_sql(shape, settings)}) as bad from {source}"
+#: columns the staged result carries besides the query's own: each row's hash and rule check
+HASH_COLUMN = "__sql_traits_h"
+BAD_COLUMN = "__sql_traits_bad"
+ADDED_COLUMNS = (HASH_COLUMN, BAD_COLUMN)
 
 
 class Fingerprinter:
     """Checks the columns on the first batch and hashes every batch while it is staged.
 
-    The hashing runs on the main thread while the read-ahead thread waits on the warehouse,
-    so on a small machine it costs next to nothing; the file it writes is the fingerprint.
+    Each batch leaves with two more columns: its rows' hashes and whether a row breaks the
+    non-finite rule. The hashing runs on the main thread while the read-ahead thread waits
+    on the warehouse, so on a small machine it costs next to nothing.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, name: str, trait: Trait, settings: Settings, out: Path) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, name: str, trait: Trait, settings: Settings) -> None:
         self.con = con
         self.name = name
         self.trait = trait
         self.settings = settings
-        self.out = out
         self.shape: Shape | None = None
-        self._tmp = out.with_name(out.name + ".tmp")
-        self._writer: pq.ParquetWriter | None = None
         self._sql = ""
 
-    def add(self, batch: pa.RecordBatch) -> None:
+    def add(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         self.con.register("sql_traits_batch", pa.Table.from_batches([batch]))
         try:
             if self.shape is None:
                 types = {str(r[0]): str(r[1]) for r in self.con.execute("describe select * from sql_traits_batch").fetchall()}
                 self.shape = check_shape(self.name, self.trait, self.settings, batch.schema, types)
-                self._sql = _fingerprint_sql(self.shape, self.settings, "sql_traits_batch")
-            table = self.con.sql(self._sql).to_arrow_table()
+                bad = _bad_sql(self.shape, self.settings)
+                self._sql = f"select {self.shape.h_sql} as h, ({bad}) as bad from sql_traits_batch"
+            added = self.con.sql(self._sql).to_arrow_table()
         finally:
             self.con.unregister("sql_traits_batch")
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._tmp, table.schema, compression="none", use_dictionary=False, write_statistics=False)
-        self._writer.write_table(table)
+        columns = [*batch.columns, added.column(0).combine_chunks(), added.column(1).combine_chunks()]
+        return pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, *ADDED_COLUMNS])
 
     def finish(self) -> Shape:
-        """Close the fingerprint file; the shape of the result."""
-        if self._writer is not None:
-            self._writer.close()
-            os.replace(self._tmp, self.out)
+        """The shape of the result (after at least one batch)."""
         assert self.shape is not None, "finish() after at least one batch"
         return self.shape
 
 
-def fingerprint_file(con: duckdb.DuckDBPyConnection, shape: Shape, settings: Settings, staged: Path, out: Path) -> None:
-    """Write the fingerprint of an already staged result (a resumed run's)."""
-    con.execute(
-        f"""COPY ({_fingerprint_sql(shape, settings, f"read_parquet('{sql_path(staged)}')")})
-        TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION uncompressed, ROW_GROUP_SIZE 122880)"""
-    )
-
-
-def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, fp_path: Path) -> int:
-    """The row rules, over the fingerprint: null, empty and duplicate ids, non-finite numbers. Returns the row count."""
+def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path) -> int:
+    """The row rules, over the staged ids and checks: null, empty and duplicate ids, non-finite numbers. Returns the row count."""
     where = f"trait {name}"
-    fp = f"read_parquet('{sql_path(fp_path)}')"
+    fp = f"(select {shape.id_sql} as id, {BAD_COLUMN} as bad from read_parquet('{sql_path(staged)}'))"
     total, null_ids, bad_rows = con.execute(
         f"select count(*), count(*) filter (where id is null), count(*) filter (where bad) from {fp}"
     ).fetchone() or (0, 0, 0)
