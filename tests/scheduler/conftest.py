@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from tests.conftest import PG_DSN, require_postgres
 from traits.state.base import StateStore
 from traits.state.local import LocalStateStore
 from traits.state.records import RunRecord
@@ -175,7 +176,6 @@ def daemons(project: Project) -> Iterator[Callable[..., Daemon]]:
             d.process.wait()
 
 
-PG_DSN = os.environ.get("TRAITS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
@@ -183,15 +183,8 @@ def pg_state_dsn() -> Iterator[str]:
     """A fresh schema on the test Postgres for a state store; skipped (failed under CI) without one."""
     import uuid
 
-    try:
-        import psycopg
-
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except Exception as e:
-        reason = f"PostgreSQL at {PG_DSN} is unreachable ({type(e).__name__}); set TRAITS_TEST_PG"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_postgres()
+    import psycopg
     schema = f"traits_daemon_{uuid.uuid4().hex[:12]}"
     yield f"{PG_DSN}{'&' if '?' in PG_DSN else '?'}schema={schema}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:

@@ -7,7 +7,6 @@ Postgres fails the tests instead of skipping them, so CI cannot pass by skipping
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,22 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PG_DSN, require_postgres
 from traits.state.base import StateStore
-
-PG_DSN = os.environ.get("TRAITS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def postgres_or_skip() -> None:
     """Skip (or under CI fail) when the test Postgres cannot be reached."""
-    try:
-        import psycopg
-
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except Exception as e:
-        reason = f"PostgreSQL at {PG_DSN} is unreachable ({type(e).__name__}: {str(e).strip()}); set TRAITS_TEST_PG"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_postgres()
 
 
 @dataclass

@@ -52,7 +52,7 @@ class SourceBase(Model):
     statement_timeout: Seconds = 600.0
     identity: Identity | None = None
     #: rows per fetched batch; the memory a batch takes is bounded by this
-    batch_rows: int = Field(default=100_000, ge=1_000, le=1_000_000)
+    batch_rows: int = Field(default=250_000, ge=1_000, le=1_000_000)
 
 
 class DuckDBSource(SourceBase):

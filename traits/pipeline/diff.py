@@ -8,13 +8,14 @@ values a call needs: the new canonical JSON, and for exits (and ``send: changed`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from traits.columnar import HASH_CANARY_SQL, latest_rows, sql_path
 from traits.errors import GuardError
-from traits.pipeline.validate import HASH_COLUMN
+from traits.pipeline.validate import HASH_COLUMN, RowSummary, digest_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,11 +45,14 @@ class Differ(Protocol):
 class LocalDiffer:
     """The diff as joins over local Parquet files."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, rows: int) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None]) -> None:
         self.con = con
         self.staged = staged
         self.shape = shape
-        self.rows = rows
+        self.summary = summary
+        self.rows = summary.rows
+        #: checks the result's ids are unique (once); needed unless a digest proves it
+        self.ensure_unique = ensure_unique
         row = con.execute(f"select {HASH_CANARY_SQL}").fetchone()
         self.canary = int(row[0]) if row else 0
 
@@ -63,8 +67,16 @@ class LocalDiffer:
 
     def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
         if not snapshot:
+            self.ensure_unique()
             return self._first_sync(out)
         con = self.con
+        hashes = self._hashes(snapshot)
+        if not full_resync:
+            count, digest = con.execute(digest_sql(f"select id, h from ({hashes})")).fetchone() or (0, 0)
+            if int(count) == self.summary.rows and int(digest) == self.summary.digest:
+                # the result holds exactly the snapshot's rows: nothing to join, nothing to send
+                return self._unchanged(out)
+        self.ensure_unique()
         differs = "true" if full_resync else "n.h is distinct from s.h"
         fp = f"(select {self.shape.id_sql} as id, {HASH_COLUMN} as h from read_parquet('{sql_path(self.staged)}'))"
         con.execute(
@@ -73,7 +85,7 @@ class LocalDiffer:
                    case when s.id is null then 'added' when n.id is null then 'exited' else 'changed' end as change,
                    n.h as h
             from {fp} n
-            full outer join ({self._hashes(snapshot)}) s on n.id = s.id
+            full outer join ({hashes}) s on n.id = s.id
             where {differs}"""
         )
         counts = DiffCounts()
@@ -105,6 +117,16 @@ class LocalDiffer:
         )
         con.execute("drop table delta")
         return counts
+
+    def _unchanged(self, out: Path) -> DiffCounts:
+        self.con.execute(
+            f"""COPY (
+                select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
+                       cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v
+                where false
+            ) TO '{sql_path(out)}' (FORMAT parquet)"""
+        )
+        return DiffCounts(unchanged=self.rows, snapshot_rows=self.rows)
 
     def _first_sync(self, out: Path) -> DiffCounts:
         """Every row is added: the change file is one streaming pass, no join."""

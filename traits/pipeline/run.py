@@ -32,7 +32,7 @@ from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
 from traits.pipeline.stage import Staged, stage
-from traits.pipeline.validate import ADDED_COLUMNS, Fingerprinter, Shape, check_rows, check_shape, check_sizes, duck_types
+from traits.pipeline.validate import ADDED_COLUMNS, Fingerprinter, Shape, check_rows, check_shape, check_sizes, check_unique, duck_types
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
@@ -203,11 +203,15 @@ class _Runner:
                 self._query(staged_path, fingerprinter.add)
                 shape = fingerprinter.finish()
             self._phase(record, "validate")
-            record.rows = check_rows(con, self.name, shape, self.config.settings, staged_path)
+            summary = check_rows(con, self.name, shape, self.config.settings, staged_path)
+            record.rows = summary.rows
+            ensure_unique = _once(lambda: check_unique(con, self.name, shape, staged_path))
+            if not self.trait.destinations:
+                ensure_unique()
             if self.options.sample_rows:
                 self.sample_rows = _sample(con, shape, staged_path, self.options.sample_rows)
             self._phase(record, "diff")
-            differ = LocalDiffer(con, staged_path, shape, record.rows)
+            differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique)
             changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or (resumed and record.phase != "diff"))
         finally:
             con.close()
@@ -298,6 +302,18 @@ class _Runner:
             jobs.append(DeliveryJob(dest, path, builders[destination], Recorder(counts, log_, self.progress.advance), expected))
         self.progress.phase("deliver", total)
         asyncio.run(deliver_all(jobs))
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    done = False
+
+    def run_once() -> None:
+        nonlocal done
+        if not done:
+            action()
+            done = True
+
+    return run_once
 
 
 def pa_schema_without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:

@@ -39,8 +39,9 @@ def stage(
                 batch = _conform(batch, schema, trait)
             written = augment(batch) if augment is not None else batch
             if writer is None:
-                # no dictionary encoding: it costs more CPU than the whole read on two cores
-                writer = pq.ParquetWriter(tmp, written.schema, compression="lz4", use_dictionary=False, write_statistics=False)
+                # no encoding or compression: either costs more CPU than the read on two cores,
+                # and the file lives only as long as the run
+                writer = pq.ParquetWriter(tmp, written.schema, compression="none", use_dictionary=False, write_statistics=False)
             writer.write_batch(written, row_group_size=256 * 1024)
             rows += batch.num_rows
     finally:

@@ -167,13 +167,35 @@ class Fingerprinter:
         return self.shape
 
 
-def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path) -> int:
-    """The row rules, over the staged ids and checks: null, empty and duplicate ids, non-finite numbers. Returns the row count."""
+@dataclass(frozen=True)
+class RowSummary:
+    """What one pass over the staged ids found: the row count and a sum of (id, hash) hashes."""
+
+    rows: int
+    #: sum of ``pair_hash`` over the rows: equal to a snapshot's only if they hold the same rows
+    digest: int
+
+
+#: SQL for the hash of one (id, h) pair, summed into a digest
+PAIR_HASH_SQL = "hash(id, h)"
+
+
+def digest_sql(source: str) -> str:
+    """SQL for (count, digest) of a relation with columns id and h."""
+    return f"select count(*), coalesce(sum({PAIR_HASH_SQL}), 0) from ({source})"
+
+
+def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path) -> RowSummary:
+    """The row rules that need no grouping (null or empty ids, non-finite numbers), and the digest.
+
+    Unique ids are checked by ``check_unique``, which the run skips when a snapshot's digest
+    shows the result holds exactly the rows the snapshot holds (whose ids are unique).
+    """
     where = f"trait {name}"
-    fp = f"(select {shape.id_sql} as id, {BAD_COLUMN} as bad from read_parquet('{sql_path(staged)}'))"
-    total, null_ids, bad_rows = con.execute(
-        f"select count(*), count(*) filter (where id is null), count(*) filter (where bad) from {fp}"
-    ).fetchone() or (0, 0, 0)
+    fp = f"(select {shape.id_sql} as id, {HASH_COLUMN} as h, {BAD_COLUMN} as bad from read_parquet('{sql_path(staged)}'))"
+    total, null_ids, bad_rows, digest = con.execute(
+        f"select count(*), count(*) filter (where id is null), count(*) filter (where bad), coalesce(sum({PAIR_HASH_SQL}), 0) from {fp}"
+    ).fetchone() or (0, 0, 0, 0)
     f = f"read_parquet('{sql_path(staged)}', file_row_number = true)"
     if null_ids:
         rows = [str(r[0]) for r in con.execute(f"select file_row_number + 1 from {f} where {shape.id_sql} is null order by 1 limit {EXAMPLES}").fetchall()]
@@ -189,8 +211,18 @@ def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings
             f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
             hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",
         )
+    return RowSummary(int(total), int(digest))
+
+
+def check_unique(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, staged: Path) -> None:
+    """No id appears twice (the count and the first offenders are reported)."""
+    where = f"trait {name}"
+    ids = f"(select {shape.id_sql} as id from read_parquet('{sql_path(staged)}'))"
+    distinct, total = con.execute(f"select count(distinct id), count(id) from {ids}").fetchone() or (0, 0)
+    if distinct == total:
+        return
     dupes = con.execute(
-        f"select id, count(*) as c, count(*) over () as groups from {fp} group by id having count(*) > 1 order by c desc, id limit {EXAMPLES}"
+        f"select id, count(*) as c, count(*) over () as groups from {ids} group by id having count(*) > 1 order by c desc, id limit {EXAMPLES}"
     ).fetchall()
     if dupes:
         examples = ", ".join(f"{r[0]!r} ×{r[1]}" for r in dupes)
@@ -198,7 +230,6 @@ def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings
             f"{where}: {dupes[0][2]:,} {shape.id_column.name} value(s) appear more than once ({examples})",
             hint=f"return one row per {shape.id_column.name}: group by it or pick one row per id",
         )
-    return int(total)
 
 
 def check_sizes(con: duckdb.DuckDBPyConnection, name: str, changes: Path, *, max_call_bytes: int) -> None:

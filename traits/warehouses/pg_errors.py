@@ -1,10 +1,15 @@
-"""Postgres-protocol errors (Postgres and Redshift) as one-line messages with what to do."""
+"""Postgres-protocol sources (Postgres and Redshift): errors as one-line messages with what to
+do, and the access check of ``traits validate --connect``."""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from traits.errors import WarehouseError
+
+if TYPE_CHECKING:
+    from traits.warehouses.base import Warehouse
 
 _PERMISSION = re.compile(r"permission denied for (schema|table|relation|view|database|sequence|function) \"?([\w.$\"]+)\"?", re.I)
 _LINE = re.compile(r"LINE (\d+):")
@@ -92,3 +97,15 @@ def connection_error(where: str, engine: str, text: str) -> WarehouseError | Non
     if "connection refused" in lowered:
         return WarehouseError(f"{where}: {engine} refused the connection ({text})", hint="check host and port, and that it is running")
     return None
+
+
+def readable_tables(warehouse: Warehouse, user: str | None) -> list[str]:
+    """What the configured user can read, for ``traits validate --connect``."""
+    sql = """select table_schema || '.' || table_name from information_schema.tables
+             where has_table_privilege(quote_ident(table_schema) || '.' || quote_ident(table_name), 'SELECT')
+               and table_schema not in ('pg_catalog', 'information_schema') order by 1"""
+    names: list[str] = []
+    for batch in warehouse.stream(sql, max_rows=10_000):
+        names.extend(str(v) for v in batch.column(0).to_pylist())
+    shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
+    return [f"connected as {user or 'the configured user'} (read-only session)", f"{len(names)} readable table(s): {shown or 'none'}"]

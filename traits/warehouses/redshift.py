@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from traits.errors import WarehouseError
 from traits.warehouses.base import APPLICATION_NAME, Warehouse, limited, missing_driver
-from traits.warehouses.pg_errors import connection_error, pg_error
+from traits.warehouses.pg_errors import connection_error, pg_error, readable_tables
 from traits.warehouses.pg_rows import rows_to_batch, schema_for
 
 if TYPE_CHECKING:
@@ -110,15 +110,7 @@ class RedshiftWarehouse(Warehouse):
                         sql=sql, user=self.user, timeout=self.config.statement_timeout)
 
     def check(self) -> list[str]:
-        sql = """select table_schema || '.' || table_name from information_schema.tables
-                 where has_table_privilege(quote_ident(table_schema) || '.' || quote_ident(table_name), 'SELECT')
-                   and table_schema not in ('pg_catalog', 'information_schema') order by 1"""
-        names: list[str] = []
-        for batch in self.stream(sql, max_rows=10_000):
-            names.extend(str(v) for v in batch.column(0).to_pylist())
-        who = self.user or "the configured user"
-        shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
-        return [f"connected as {who} (read-only session)", f"{len(names)} readable table(s): {shown or 'none'}"]
+        return readable_tables(self, self.user)
 
 
 def _driver() -> tuple[Any, type[Exception]]:
