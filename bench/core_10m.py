@@ -2,7 +2,8 @@
 
 Each is compared, in the same run, with the floor: ``psql \\copy (<the trait SQL>) to /dev/null``.
 Targets (issue 3): unchanged re-run ≤ 2× the floor, 1%-changed re-run ≤ 2.5×, peak RSS ≤ 1 GiB.
-Every run is a real ``traits run`` process; its peak RSS comes from ``wait4``.
+Every run is a real ``traits run`` process; its peak RSS comes from ``wait4``. The floor is the
+median of three copies taken right after each run.
 
     python bench/core_10m.py [--rows 10000000] [--dsn postgresql://postgres@127.0.0.1/postgres]
 """
@@ -91,8 +92,9 @@ settings:
     traits = [sys.executable, "-m", "traits.cli.main", "--config", str(WORK)]
 
     def floor() -> float:
-        seconds, _, _ = timed(["psql", args.dsn, "-c", f"\\copy ({SQL}) to '/dev/null'"])
-        return seconds
+        """The median of three psql copies: this machine's timings wander by a third from run to run."""
+        times = sorted(timed(["psql", args.dsn, "-c", f"\\copy ({SQL}) to '/dev/null'"])[0] for _ in range(3))
+        return times[1]
 
     def run(label: str) -> dict[str, float]:
         seconds, rss, out = timed([*traits, "run", "bench", "--json"])

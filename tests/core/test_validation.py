@@ -94,3 +94,19 @@ def test_preview_of_invalid_result_shows_problem_and_exits_1(project: Project) -
     result = project.cli("preview", "t")
     assert result.exit_code == 1
     assert "appear more than once" in result.stderr
+
+
+def test_duplicate_of_an_unchanged_row_is_caught_after_a_sync(project: Project) -> None:
+    """A re-run proves ids unique by digests; a duplicated unchanged row must still be caught."""
+    project.write(trait(BASE))
+    assert project.run_json("t")[0] == 0
+    state_before = project.state_files()
+    project.write(trait(BASE + " union all select 'u7' as user_id, 7 as n"))
+    code, out = project.run_json("t")
+    assert code == 1
+    assert "appear more than once ('u7' ×2)" in out["runs"][0]["error"]
+    assert project.state_files() == state_before
+    project.write(trait(BASE + " union all select 'u7' as user_id, 8 as n"))
+    code, out = project.run_json("t")
+    assert code == 1
+    assert "'u7' ×2" in out["runs"][0]["error"]

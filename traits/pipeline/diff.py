@@ -71,19 +71,17 @@ class LocalDiffer:
             return self._first_sync(out)
         con = self.con
         hashes = self._hashes(snapshot)
-        if not full_resync:
-            count, digest = con.execute(digest_sql(f"select id, h from ({hashes})")).fetchone() or (0, 0)
-            if int(count) == self.summary.rows and int(digest) == self.summary.digest:
-                # the result holds exactly the snapshot's rows: nothing to join, nothing to send
-                return self._unchanged(out)
-        self.ensure_unique()
+        snap_rows, snap_digest = (int(x) for x in con.execute(digest_sql(f"select id, h from ({hashes})")).fetchone() or (0, 0))
+        if not full_resync and snap_rows == self.summary.rows and snap_digest == self.summary.digest:
+            # the result holds exactly the snapshot's rows: nothing to join, nothing to send
+            return self._unchanged(out)
         differs = "true" if full_resync else "n.h is distinct from s.h"
         fp = f"(select {self.shape.id_sql} as id, {HASH_COLUMN} as h from read_parquet('{sql_path(self.staged)}'))"
         con.execute(
             f"""create or replace temp table delta as
             select coalesce(n.id, s.id) as id,
                    case when s.id is null then 'added' when n.id is null then 'exited' else 'changed' end as change,
-                   n.h as h
+                   n.h as h, s.h as sh
             from {fp} n
             full outer join ({hashes}) s on n.id = s.id
             where {differs}"""
@@ -91,6 +89,8 @@ class LocalDiffer:
         counts = DiffCounts()
         for change, count in con.execute("select change, count(*) from delta group by change").fetchall():
             setattr(counts, str(change), int(count))
+        if not self._unique_by_digest(snap_rows, snap_digest):
+            self.ensure_unique()
         counts.unchanged = self.rows - counts.added - counts.changed
         counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
         old_for = "d.change = 'exited'" + (" or d.change = 'changed'" if old_values_for_changed else "")
@@ -117,6 +117,26 @@ class LocalDiffer:
         )
         con.execute("drop table delta")
         return counts
+
+    def _unique_by_digest(self, snap_rows: int, snap_digest: int) -> bool:
+        """Whether the ids are proven unique without grouping the whole result.
+
+        Take the changed rows out of both sides: what is left of the result must be exactly
+        what is left of the snapshot (whose ids are unique), and the changed ids unique.
+        """
+        row = self.con.execute(
+            """select count(*) filter (where change <> 'exited'), coalesce(sum(hash(id, h)) filter (where change <> 'exited'), 0),
+                      count(*) filter (where change <> 'added'), coalesce(sum(hash(id, sh)) filter (where change <> 'added'), 0),
+                      count(distinct id) = count(*)
+               from delta"""
+        ).fetchone()
+        if row is None:
+            return False
+        result_rows, result_digest, snapshot_rows, snapshot_digest, distinct = row
+        return bool(distinct) and (
+            self.summary.rows - int(result_rows) == snap_rows - int(snapshot_rows)
+            and self.summary.digest - int(result_digest) == snap_digest - int(snapshot_digest)
+        )
 
     def _unchanged(self, out: Path) -> DiffCounts:
         self.con.execute(
