@@ -1,6 +1,6 @@
 """Delivery throughput: sql-traits vs the official segment-analytics-python client.
 
-    /work/venv/bin/python bench/delivery.py [--rows 1000000] [--segment-calls 200000]
+    python bench/delivery.py [--rows 1000000] [--segment-calls 200000]   (pip install -e ".[bench]")
 
 Both send identify calls (5 traits each) to the same fast local Segment-compatible sink, a
 separate process that reads each request and answers 200. sql-traits runs a whole trait end
