@@ -65,7 +65,7 @@ def health(last: RunRecord | None, running: bool) -> str:
 
 def _next_runs(config: Config, state: StateStore) -> dict[str, Any]:
     try:
-        from traits.scheduler.daemon import next_run_times
+        from traits.scheduler.schedule import next_run_times
     except ImportError:
         return {}
     try:
