@@ -131,7 +131,9 @@ class LocalStateStore(StateStore):
             raise LockedError(f"trait {trait} is already running ({holder})", hint="wait for that run to finish") from None
         owner_file = self.root / "locks" / f"{trait}.owner"
         try:
-            owner_file.write_text(owner)
+            tmp = owner_file.with_name(f"{owner_file.name}.{os.getpid()}.tmp")
+            tmp.write_text(owner)
+            tmp.replace(owner_file)  # a reader sees the whole name or none
             yield
         finally:
             owner_file.unlink(missing_ok=True)
@@ -139,15 +141,20 @@ class LocalStateStore(StateStore):
 
     def lock_holder(self, trait: str) -> str | None:
         lock = FileLock(self.root / "locks" / f"{trait}.lock", timeout=0, is_singleton=False)
-        try:
-            lock.acquire()
-        except Timeout:
+        # the holder writes its name just after taking the lock and removes it just before
+        # letting go: look again, briefly, when the lock is held but the name is not there
+        for _ in range(50):
             try:
-                return (self.root / "locks" / f"{trait}.owner").read_text() or "another process"
-            except FileNotFoundError:
-                return "another process"
-        lock.release()
-        return None
+                lock.acquire()
+            except Timeout:
+                try:
+                    return (self.root / "locks" / f"{trait}.owner").read_text() or "another process"
+                except FileNotFoundError:
+                    time.sleep(0.01)
+                    continue
+            lock.release()
+            return None
+        return "another process"
 
     # -- snapshots ---------------------------------------------------------------------------
     def _snapshot(self, trait: str, destination: str) -> SnapshotDir:
