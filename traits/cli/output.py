@@ -26,10 +26,6 @@ def error_line(message: str) -> None:
     stderr.print(f"[bold red]error:[/] {redact(message)}", markup=True, highlight=False)
 
 
-def warn_line(message: str) -> None:
-    stderr.print(f"[yellow]warning:[/] {redact(message)}", markup=True, highlight=False)
-
-
 def escape(text: str) -> str:
     from rich.markup import escape as rich_escape
 

@@ -32,10 +32,6 @@ class DiffCounts:
     #: ids in the snapshot before this run
     snapshot_rows: int = 0
 
-    @property
-    def to_send(self) -> int:
-        return self.added + self.changed + self.exited
-
 
 class Differ(Protocol):
     def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:

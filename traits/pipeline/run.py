@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("traits.run")
 
+#: the steps of a run, in order, as its record names them
+PHASES = ("query", "validate", "diff", "deliver", "commit")
 #: the largest call any destination is sent (PROTOCOL.md: 32 KB per call)
 MAX_CALL_BYTES = 32_000
 
@@ -227,7 +229,11 @@ class _Runner:
         return {}
 
     def _phase(self, record: RunRecord, phase: str) -> None:
-        record.phase = phase
+        # a resumed run goes through the early steps again, but the phase it records never goes
+        # back: one that has delivered stays one to resume, or what it sent unacknowledged
+        # before it was killed would not be sent again
+        if PHASES.index(phase) > PHASES.index(record.phase):
+            record.phase = phase
         if not self.options.dry_run:
             self.state.save_run(record)
         log.info("%s", phase, extra={"trait": self.name, "run_id": record.run_id, "phase": phase})
