@@ -27,7 +27,7 @@ from traits.state.records import RunRecord
 ROOT = Path(__file__).resolve().parents[2]
 USERS = 20
 #: about 2 s of DuckDB work on 2 cores: a trait that is still running when others are due
-SLOW_SQL = "select 'u' || (i % 20) as user_id, max(hash(i)) % 1000 as score from range(25000000) t(i) group by 1"
+SLOW_SQL = "select 'u' || (i % 20) as user_id, max(hash(i)) % 1000 as score from range(60000000) t(i) group by 1"
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:

@@ -59,6 +59,8 @@ def test_runs_on_time_in_parallel_and_metrics_match_history(project: Project, da
     # a run skipped because the last one was still going would leave a 4 s gap: none did
     assert all(1.5 <= g <= 3.0 for g in gaps), gaps
     slow = project.finished("slow")[0]
+    # the slow trait runs longer than a fast one's interval, so a fast run must start inside it
+    assert (ended(slow) - started(slow)).total_seconds() > max(gaps), "the slow trait was not slow enough to tell"
     assert any(started(slow) < started(r) < ended(slow) for r in fast), "a fast trait ran while the slow one did"
     assert project.sent_ids("a.jsonl") == {f"u{i}" for i in range(USERS)}
 
