@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from traits.columnar import HASH_CANARY_SQL, latest_rows, sql_path
 from traits.errors import GuardError
-from traits.pipeline.validate import HASH_COLUMN, RowSummary, digest_sql
+from traits.pipeline.validate import DIGEST_MODULUS, HASH_COLUMN, RowSummary, digest_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -129,10 +129,9 @@ class LocalDiffer:
         if row is None:
             return False
         result_rows, result_digest, snapshot_rows, snapshot_digest, distinct = row
-        return bool(distinct) and (
-            self.summary.rows - int(result_rows) == snap_rows - int(snapshot_rows)
-            and self.summary.digest - int(result_digest) == snap_digest - int(snapshot_digest)
-        )
+        left_of_result = (self.summary.digest - int(result_digest)) % DIGEST_MODULUS
+        left_of_snapshot = (snap_digest - int(snapshot_digest)) % DIGEST_MODULUS
+        return bool(distinct) and self.summary.rows - int(result_rows) == snap_rows - int(snapshot_rows) and left_of_result == left_of_snapshot
 
     def _unchanged(self, out: Path) -> DiffCounts:
         self.con.execute(

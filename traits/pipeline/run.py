@@ -198,14 +198,15 @@ class _Runner:
         con = columnar.connect(run_dir, self.config.settings.memory_limit)
         try:
             if staged_path.exists():  # a resumed run: its result is staged already
+                self._phase(record, "validate")
                 shape = self._shape_of(con, staged_path)
+                summary = check_rows(con, self.name, shape, self.config.settings, staged_path)
             else:
                 self._phase(record, "query")
                 fingerprinter = Fingerprinter(con, self.name, self.trait, self.config.settings)
                 self._query(staged_path, fingerprinter.add)
-                shape = fingerprinter.finish()
-            self._phase(record, "validate")
-            summary = check_rows(con, self.name, shape, self.config.settings, staged_path)
+                self._phase(record, "validate")
+                shape, summary = fingerprinter.finish(con, staged_path)
             record.rows = summary.rows
             ensure_unique = _once(lambda: check_unique(con, self.name, shape, staged_path))
             if not self.trait.destinations:

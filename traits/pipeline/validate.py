@@ -125,6 +125,10 @@ def _bad_sql(shape: Shape, settings: Settings) -> str:
     return " or ".join(f"not isfinite({quote_ident(c.name)})" for c in shape.traits if c.category == "float") or "false"
 
 
+#: SQL for the hash of one (id, h) pair; their sum (mod 2^64) is a result's or snapshot's digest
+PAIR_HASH_SQL = "hash(id, h)"
+DIGEST_MODULUS = 2**64
+
 #: columns the staged result carries besides the query's own: each row's hash and rule check
 HASH_COLUMN = "__sql_traits_h"
 BAD_COLUMN = "__sql_traits_bad"
@@ -146,6 +150,8 @@ class Fingerprinter:
         self.settings = settings
         self.shape: Shape | None = None
         self._sql = ""
+        # what check_rows would count, counted batch by batch instead of in a second pass
+        self.rows = self.null_ids = self.bad_rows = self.digest = 0
 
     def add(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         self.con.register("sql_traits_batch", pa.Table.from_batches([batch]))
@@ -154,17 +160,28 @@ class Fingerprinter:
                 types = {str(r[0]): str(r[1]) for r in self.con.execute("describe select * from sql_traits_batch").fetchall()}
                 self.shape = check_shape(self.name, self.trait, self.settings, batch.schema, types)
                 bad = _bad_sql(self.shape, self.settings)
-                self._sql = f"select {self.shape.h_sql} as h, ({bad}) as bad from sql_traits_batch"
+                self._sql = f"""select h, bad, id is null as missing, {PAIR_HASH_SQL} as pair from (
+                    select {self.shape.id_sql} as id, {self.shape.h_sql} as h, ({bad}) as bad from sql_traits_batch)"""
             added = self.con.sql(self._sql).to_arrow_table()
+            self.con.register("sql_traits_added", added)
+            bad_rows, null_ids, digest = self.con.execute(
+                "select count(*) filter (where bad), count(*) filter (where missing), coalesce(sum(pair), 0) from sql_traits_added"
+            ).fetchall()[0]
         finally:
             self.con.unregister("sql_traits_batch")
+            self.con.unregister("sql_traits_added")
+        self.rows += batch.num_rows
+        self.bad_rows += int(bad_rows)
+        self.null_ids += int(null_ids)
+        self.digest = (self.digest + int(digest)) % DIGEST_MODULUS
         columns = [*batch.columns, added.column(0).combine_chunks(), added.column(1).combine_chunks()]
         return pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, *ADDED_COLUMNS])
 
-    def finish(self) -> Shape:
-        """The shape of the result (after at least one batch)."""
+    def finish(self, con: duckdb.DuckDBPyConnection, staged: Path) -> tuple[Shape, RowSummary]:
+        """The shape of the result, and its row rules checked (after at least one batch)."""
         assert self.shape is not None, "finish() after at least one batch"
-        return self.shape
+        _report(con, self.name, self.shape, self.settings, staged, self.null_ids, self.bad_rows)
+        return self.shape, RowSummary(self.rows, self.digest)
 
 
 @dataclass(frozen=True)
@@ -176,13 +193,9 @@ class RowSummary:
     digest: int
 
 
-#: SQL for the hash of one (id, h) pair, summed into a digest
-PAIR_HASH_SQL = "hash(id, h)"
-
-
 def digest_sql(source: str) -> str:
     """SQL for (count, digest) of a relation with columns id and h."""
-    return f"select count(*), coalesce(sum({PAIR_HASH_SQL}), 0) from ({source})"
+    return f"select count(*), coalesce(sum({PAIR_HASH_SQL}), 0) % {DIGEST_MODULUS} from ({source})"
 
 
 def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path) -> RowSummary:
@@ -191,11 +204,18 @@ def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings
     Unique ids are checked by ``check_unique``, which the run skips when a snapshot's digest
     shows the result holds exactly the rows the snapshot holds (whose ids are unique).
     """
-    where = f"trait {name}"
     fp = f"(select {shape.id_sql} as id, {HASH_COLUMN} as h, {BAD_COLUMN} as bad from read_parquet('{sql_path(staged)}'))"
     total, null_ids, bad_rows, digest = con.execute(
-        f"select count(*), count(*) filter (where id is null), count(*) filter (where bad), coalesce(sum({PAIR_HASH_SQL}), 0) from {fp}"
+        f"select count(*), count(*) filter (where id is null), count(*) filter (where bad), "
+        f"coalesce(sum({PAIR_HASH_SQL}), 0) % {DIGEST_MODULUS} from {fp}"
     ).fetchone() or (0, 0, 0, 0)
+    _report(con, name, shape, settings, staged, int(null_ids), int(bad_rows))
+    return RowSummary(int(total), int(digest))
+
+
+def _report(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, null_ids: int, bad_rows: int) -> None:
+    """Fail with the first offending rows when ids are missing or numbers are not finite."""
+    where = f"trait {name}"
     f = f"read_parquet('{sql_path(staged)}', file_row_number = true)"
     if null_ids:
         rows = [str(r[0]) for r in con.execute(f"select file_row_number + 1 from {f} where {shape.id_sql} is null order by 1 limit {EXAMPLES}").fetchall()]
@@ -211,7 +231,6 @@ def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings
             f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
             hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",
         )
-    return RowSummary(int(total), int(digest))
 
 
 def check_unique(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, staged: Path) -> None:
