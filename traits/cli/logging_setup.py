@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 
 
-def configure(debug: bool) -> None:
+def configure(debug: bool, *, daemon: bool = False) -> None:
     level = "DEBUG" if debug else "WARNING"
     try:
         from traits.logs import setup_logging
     except ImportError:
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-        return
-    setup_logging(level=level)
+    else:
+        setup_logging(level=level)
+    if not debug and not daemon:
+        # a command prints each run's outcome itself; the run's own log lines would repeat it
+        logging.getLogger("traits.run").setLevel(logging.ERROR)

@@ -57,7 +57,7 @@ def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
     """
     from traits.cli.logging_setup import configure
 
-    configure(debug)
+    configure(debug, daemon=ctx.invoked_subcommand == "daemon")
     ctx.obj = make_context(config_dir, debug)
 
 

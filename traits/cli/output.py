@@ -23,7 +23,8 @@ def emit_json(data: Any) -> None:
 
 
 def error_line(message: str) -> None:
-    stderr.print(f"[bold red]error:[/] {redact(message)}", markup=True, highlight=False)
+    """One line on stderr: the message's own newlines are folded, and its brackets kept."""
+    stderr.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", markup=True, highlight=False)
 
 
 def escape(text: str) -> str:

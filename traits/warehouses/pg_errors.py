@@ -89,6 +89,7 @@ def _sqlstate_from_text(message: str) -> str:
 
 
 def connection_error(where: str, engine: str, text: str) -> WarehouseError | None:
+    text = " ".join(text.replace("IO: [libpq] ", "").split())  # libpq's message spans lines
     lowered = text.lower()
     if "could not translate host name" in lowered or "name or service not known" in lowered or "nodename nor servname" in lowered:
         return WarehouseError(f"{where}: cannot resolve the {engine} host ({text})", hint="check host in the source")
