@@ -14,5 +14,11 @@ def configure(debug: bool, *, daemon: bool = False) -> None:
     else:
         setup_logging(level=level)
     if not debug and not daemon:
-        # a command prints each run's outcome itself; the run's own log lines would repeat it
-        logging.getLogger("traits.run").setLevel(logging.ERROR)
+        # a command prints each run's outcome itself; the run's own log lines would repeat it.
+        # A filter on this command's handlers, not a logger level, so nothing outlives it.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_without_run_lines)
+
+
+def _without_run_lines(record: logging.LogRecord) -> bool:
+    return not (record.name == "traits.run" and record.levelno < logging.ERROR)

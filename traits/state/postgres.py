@@ -23,6 +23,7 @@ signed ``bigint`` shifted by 2**63.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -248,6 +249,7 @@ class PostgresStateStore(StateStore):
     @contextmanager
     def lock(self, trait: str, owner: str) -> Iterator[None]:
         conn = self._connect()
+        acquired = False
         try:
             with self._errors(f"locking trait {trait}"):
                 # a holder whose host vanished is dropped after about 60 + 3 * 10 seconds
@@ -256,6 +258,7 @@ class PostgresStateStore(StateStore):
             if not (row and row[0]):
                 holder = self.lock_holder(trait) or "another process"
                 raise LockedError(f"trait {trait} is already running ({holder})", hint="wait for that run to finish")
+            acquired = True
             with self._errors(f"locking trait {trait}"):
                 conn.execute(
                     f"insert into {self.s}.locks (trait, holder) values (%s, %s) "
@@ -266,7 +269,11 @@ class PostgresStateStore(StateStore):
             with self._errors(f"unlocking trait {trait}"):
                 conn.execute(f"delete from {self.s}.locks where trait = %s and holder = %s", (trait, owner))
         finally:
-            conn.close()  # ends the session, which releases the advisory lock
+            if acquired and not conn.closed:
+                # released now, not whenever the server gets round to ending the session
+                with contextlib.suppress(Exception):
+                    conn.execute("select pg_advisory_unlock(%s)", (_lock_key(self.schema, trait),))
+            conn.close()  # ends the session, which releases the advisory lock in any case
 
     def lock_holder(self, trait: str) -> str | None:
         key = _lock_key(self.schema, trait)
