@@ -126,3 +126,24 @@ def test_a_trait_held_by_another_runner_is_refused_naming_it(duck_project: Proje
         assert json.loads(result.stdout)["runs"][0]["status"] == "skipped"
         assert json.loads(duck_project.cli("status", "--json").stdout)["traits"][0]["running_by"] == "pid 4242 on daemon-host"
     assert duck_project.run_json("t")[0] == 0
+
+
+def test_demo_makes_a_warehouse_the_demo_config_runs_on(tmp_path: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from traits.cli.main import cli
+
+    config = tmp_path / "config"
+    shutil.copytree(Path(__file__).parents[2] / "config", config, ignore=shutil.ignore_patterns(".traits", "out", "*.duckdb*"))
+    runner = CliRunner()
+    made = runner.invoke(cli, ["--config", str(config), "demo", "--users", "200", "--json"])
+    assert made.exit_code == 0, made.stderr
+    assert json.loads(made.stdout)["users"] == 200
+    first = runner.invoke(cli, ["--config", str(config), "run", "--all", "--json"])
+    assert first.exit_code == 0, first.stderr
+    assert {r["trait"] for r in json.loads(first.stdout)["runs"]} == {"zendesk_open_tickets", "product_engagement", "account_health"}
+    assert runner.invoke(cli, ["--config", str(config), "demo", "--mutate"]).exit_code == 0
+    second = json.loads(runner.invoke(cli, ["--config", str(config), "run", "--all", "--json"]).stdout)["runs"]
+    assert 0 < sum(r["sent"] for r in second) < 20
