@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from traits.columnar import HASH_CANARY_SQL, latest_rows, sql_path
 from traits.errors import GuardError
-from traits.pipeline.validate import DIGEST_MODULUS, HASH_COLUMN, RowSummary, digest_sql
+from traits.pipeline.validate import DIGEST_MODULUS, HASH_COLUMN, RowSummary, digest_sql, pair_hash_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -46,7 +46,6 @@ class LocalDiffer:
         self.staged = staged
         self.shape = shape
         self.summary = summary
-        self.rows = summary.rows
         #: checks the result's ids are unique (once); needed unless a digest proves it
         self.ensure_unique = ensure_unique
         row = con.execute(f"select {HASH_CANARY_SQL}").fetchone()
@@ -87,7 +86,7 @@ class LocalDiffer:
             setattr(counts, str(change), int(count))
         if not self._unique_by_digest(snap_rows, snap_digest):
             self.ensure_unique()
-        counts.unchanged = self.rows - counts.added - counts.changed
+        counts.unchanged = self.summary.rows - counts.added - counts.changed
         counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
         old_for = "d.change = 'exited'" + (" or d.change = 'changed'" if old_values_for_changed else "")
         uid = self.shape.uid_sql or "cast(null as varchar)"
@@ -121,8 +120,8 @@ class LocalDiffer:
         what is left of the snapshot (whose ids are unique), and the changed ids unique.
         """
         row = self.con.execute(
-            """select count(*) filter (where change <> 'exited'), coalesce(sum(hash(id, h)) filter (where change <> 'exited'), 0),
-                      count(*) filter (where change <> 'added'), coalesce(sum(hash(id, sh)) filter (where change <> 'added'), 0),
+            f"""select count(*) filter (where change <> 'exited'), coalesce(sum({pair_hash_sql("h")}) filter (where change <> 'exited'), 0),
+                      count(*) filter (where change <> 'added'), coalesce(sum({pair_hash_sql("sh")}) filter (where change <> 'added'), 0),
                       count(distinct id) = count(*)
                from delta"""
         ).fetchone()
@@ -141,7 +140,7 @@ class LocalDiffer:
                 where false
             ) TO '{sql_path(out)}' (FORMAT parquet)"""
         )
-        return DiffCounts(unchanged=self.rows, snapshot_rows=self.rows)
+        return DiffCounts(unchanged=self.summary.rows, snapshot_rows=self.summary.rows)
 
     def _first_sync(self, out: Path) -> DiffCounts:
         """Every row is added: the change file is one streaming pass, no join."""
@@ -153,7 +152,7 @@ class LocalDiffer:
                 from read_parquet('{sql_path(self.staged)}')
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
-        return DiffCounts(added=self.rows)
+        return DiffCounts(added=self.summary.rows)
 
 
 def guard(name: str, destination: str, counts: DiffCounts, *, max_exit_ratio: float, max_change_ratio: float | None) -> None:

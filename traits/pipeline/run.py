@@ -9,6 +9,7 @@ snapshots, and re-diffed, so only what was not acknowledged is sent again.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -215,7 +216,8 @@ class _Runner:
                 self.sample_rows = _sample(con, shape, staged_path, self.options.sample_rows)
             self._phase(record, "diff")
             differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique)
-            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or (resumed and record.phase != "diff"))
+            # a resumed run passed the guard before it first delivered
+            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed)
         finally:
             con.close()
         builders = {d: self._builder(d, record) for d in self.trait.destinations}
@@ -331,20 +333,14 @@ def pa_schema_without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
 
 
 def _sample(con: Any, shape: Shape, staged: Path, limit: int) -> list[dict[str, Any]]:
-    import json
-
-    from traits.columnar import sql_path
-
     uid = shape.uid_sql or "cast(null as varchar)"
     rows = con.execute(
-        f"select {shape.id_sql}, {uid}, {shape.v_sql} from read_parquet('{sql_path(staged)}') limit {int(limit)}"
+        f"select {shape.id_sql}, {uid}, {shape.v_sql} from read_parquet('{columnar.sql_path(staged)}') limit {int(limit)}"
     ).fetchall()
     return [{"id": r[0], "user_id": r[1], "traits": json.loads(r[2])} for r in rows]
 
 
 def _as_json(body: bytes) -> dict[str, Any]:
-    import json
-
     data: dict[str, Any] = json.loads(body)
     return data
 

@@ -126,7 +126,11 @@ def _bad_sql(shape: Shape, settings: Settings) -> str:
 
 
 #: SQL for the hash of one (id, h) pair; their sum (mod 2^64) is a result's or snapshot's digest
-PAIR_HASH_SQL = "hash(id, h)"
+def pair_hash_sql(h: str = "h") -> str:
+    return f"hash(id, {h})"
+
+
+PAIR_HASH_SQL = pair_hash_sql()
 DIGEST_MODULUS = 2**64
 
 #: columns the staged result carries besides the query's own: each row's hash and rule check
