@@ -202,3 +202,16 @@ def test_rows_hashed_by_another_engine_version_are_rehashed_not_resent(duck_proj
     assert out["runs"][0]["unchanged"] == 40
     project.sql("update people set seen = seen + interval 1 second where id = 'u3'")
     assert project.run_json("scores")[1]["runs"][0]["changed"] == 1
+
+
+def test_a_torn_last_line_from_a_killed_write_is_cut_before_appending(duck_project: Project) -> None:
+    setup(duck_project, rows=5)
+    assert duck_project.run_json("--all")[0] == 0
+    whole = duck_project.calls_path.read_bytes()
+    duck_project.calls_path.write_bytes(whole + b'{"type":"identify","userId":"u9","tra')  # killed mid-write
+    duck_project.sql("update people set n = 42 where id = 'u2'")
+    assert duck_project.run_json("scores")[0] == 0
+    calls = duck_project.calls()  # every line parses
+    assert len(calls) == 6
+    assert duck_project.calls_path.read_bytes().startswith(whole)
+    assert calls[-1]["userId"] == "u2"

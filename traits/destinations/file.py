@@ -1,8 +1,8 @@
 """The file destination: JSON Lines, one call per line, appended atomically per batch.
 
-Each batch is written with one ``write`` to a file opened for appending, then flushed and
-fsynced before it is acknowledged, so a killed run leaves whole lines (a resumed run may
-append a batch twice; never loses one).
+Each batch is written to a file opened for appending, then fsynced before it is
+acknowledged. A run killed mid-write can leave a torn last line: the next open cuts it, and
+that batch, never acknowledged, is sent again (a batch may be appended twice, never lost).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ class FileDestination(Destination):
     def _open(self) -> int:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            _drop_torn_tail(fd)
+            return fd
         except OSError as e:
             raise ConfigError(
                 f"destination {self.name}: cannot write {self.path}: {e.strerror}", hint="check the path and its permissions"
@@ -68,3 +70,23 @@ def _write(fd: int, batch: list[Call]) -> None:
         written = os.write(fd, view)
         view = view[written:]
     os.fsync(fd)
+
+
+def _drop_torn_tail(fd: int) -> None:
+    """Cut a last line a killed run left half written.
+
+    That batch was never acknowledged, so it is sent again whole; without the cut its first
+    call would be glued to the torn line and neither would parse.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        at = os.pread(fd, end - start, start).rfind(b"\n")
+        if at >= 0:
+            os.ftruncate(fd, start + at + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
