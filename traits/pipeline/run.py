@@ -26,7 +26,7 @@ from traits import columnar
 from traits.config.env import redact
 from traits.config.models import Config
 from traits.destinations import open_destination
-from traits.errors import ExitCode, GuardError, TraitsError, ValidationError
+from traits.errors import ExitCode, GuardError, TraitsError, ValidationError, exit_code_for, exit_code_for_status
 from traits.pipeline.commit import commit, settle
 from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
 from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
@@ -173,14 +173,14 @@ class _Runner:
             record.error = redact(str(e))
             self._finish(record, started, persist, run_dir)
             log.warning("run ended: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status})
-            return RunResult(record, e.exit_code)
+            return RunResult(record, exit_code_for(e))
         except Exception as e:
             record.status = "failed"
             record.error = redact(f"{type(e).__name__}: {e}")
             self._finish(record, started, persist, run_dir)
             raise
         self._finish(record, started, persist, run_dir)
-        code = ExitCode.OK if record.status == "ok" else ExitCode.DELIVERY
+        code = exit_code_for_status(record.status)
         log.info("run ended", extra={"trait": self.name, "run_id": record.run_id, "status": record.status, "sent": record.sent, "failed": record.failed})
         return RunResult(record, code, result, self.sample_rows)
 
