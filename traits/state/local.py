@@ -132,7 +132,7 @@ class LocalStateStore(StateStore):
     def interrupted_run(self, trait: str) -> RunRecord | None:
         with self._db() as db:
             row = db.execute(
-                "select record from runs where trait = ? and status = 'running' order by started_at desc limit 1", (trait,)
+                "select record from runs where trait = ? and status in ('running', 'interrupted') order by started_at desc limit 1", (trait,)
             ).fetchone()
         return RunRecord.from_dict(json.loads(row[0])) if row else None
 
