@@ -147,3 +147,31 @@ def test_demo_makes_a_warehouse_the_demo_config_runs_on(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["--config", str(config), "demo", "--mutate"]).exit_code == 0
     second = json.loads(runner.invoke(cli, ["--config", str(config), "run", "--all", "--json"]).stdout)["runs"]
     assert 0 < sum(r["sent"] for r in second) < 20
+
+
+def test_config_and_debug_are_taken_after_the_command_too(duck_project: Project, tmp_path: Path) -> None:
+    setup(duck_project)
+    from click.testing import CliRunner
+
+    from traits.cli.main import cli
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for args in (["run", "--all", "--config", str(duck_project.root), "--json"], ["--config", str(elsewhere), "run", "t", "--config", str(duck_project.root), "--json"]):
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert len(duck_project.calls()) == 30
+    for command in (["history"], ["status"], ["validate"], ["preview", "t"], ["reset", "t"]):
+        result = CliRunner().invoke(cli, [*command, "--config", str(duck_project.root), "--debug", "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, (command, result.output)
+        json.loads(result.stdout)
+
+
+def test_exit_codes_are_documented_in_help() -> None:
+    from click.testing import CliRunner
+
+    from traits.cli.main import cli
+
+    text = CliRunner().invoke(cli, ["--help"]).output
+    for code in ("0  ok", "1  the result", "2  config", "3  warehouse", "4  delivery", "5  state store"):
+        assert code in text
