@@ -92,25 +92,39 @@ def test_warehouse_error_exit_3_one_line(duck_project: Project) -> None:
 
 def test_history_reads_while_another_process_runs(duck_project: Project) -> None:
     """The state store is shared safely: readers never fail or see corrupt state mid-run."""
-    duck_project.sql("create table people as select 'u' || g as id, g as n from range(200000) t(g)")
-    duck_project.write(TRAIT, destinations="  out: {type: file, path: out/calls.jsonl, batch_size: 500}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "traits.cli.main", "--config", str(duck_project.root), "run", "t"],
-        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
-    seen_running = False
-    deadline = time.monotonic() + 60
-    while process.poll() is None and time.monotonic() < deadline:
-        result = duck_project.cli("history", "--json")
-        assert result.exit_code == 0, result.stderr
-        runs = json.loads(result.stdout)["runs"]
-        seen_running = seen_running or any(r["status"] == "running" for r in runs)
-        status = json.loads(duck_project.cli("status", "--json").stdout)["traits"][0]
-        if status["health"] == "running":
-            assert "pid" in status["running_by"]
-    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    import threading
+
+    from tests.destinations.receiver import Receiver, Reply
+
+    gate = threading.Event()
+
+    def held(_r: object) -> Reply:
+        gate.wait(60)  # the run stays mid-delivery until the readers have seen it running
+        return Reply()
+
+    duck_project.sql("create table people as select 'u' || g as id, g as n from range(20000) t(g)")
+    with Receiver(held) as receiver:
+        duck_project.write(TRAIT, destinations=f"  out: {{type: segment, write_key: k, endpoint: '{receiver.url}', max_batch_calls: 500}}\n")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "traits.cli.main", "--config", str(duck_project.root), "run", "t"],
+            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        )
+        seen_running = False
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            result = duck_project.cli("history", "--json")
+            assert result.exit_code == 0, result.stderr
+            runs = json.loads(result.stdout)["runs"]
+            seen_running = seen_running or any(r["status"] == "running" for r in runs)
+            status = json.loads(duck_project.cli("status", "--json").stdout)["traits"][0]
+            if status["health"] == "running":
+                assert "pid" in status["running_by"]
+            if seen_running and receiver.snapshot():
+                gate.set()  # seen mid-run, with calls in flight: let it finish while reading on
+        gate.set()
+        assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
     assert seen_running
-    assert json.loads(duck_project.cli("history", "--json").stdout)["runs"][0]["sent"] == 200000
+    assert json.loads(duck_project.cli("history", "--json").stdout)["runs"][0]["sent"] == 20000
 
 
 def test_a_trait_held_by_another_runner_is_refused_naming_it(duck_project: Project) -> None:
