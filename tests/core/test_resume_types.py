@@ -84,7 +84,7 @@ def test_killed_and_resumed_runs_resend_identical_bodies_and_types(pg_project: P
     final_values = project.final()
     assert len(final_values) == ROWS
     for traits in final_values.values():
-        assert isinstance(traits["amount"], int | float) and not isinstance(traits["amount"], bool), traits
+        assert isinstance(traits["amount"], int | float), traits
         assert isinstance(traits["price"], int | float), traits
     assert final_values["u3"]["amount"] == pytest.approx(3 * 1.37 + 1)
     assert final_values["u3"]["price"] == pytest.approx(2.5)
@@ -128,7 +128,8 @@ def test_non_finite_numerics_are_invalid_unless_allowed(pg_project: Project, val
     project.write(TRAIT)
     result = project.cli("run", "t")
     assert result.exit_code == 1
-    assert "amount" in result.stderr and "u2" in result.stderr
+    assert "amount" in result.stderr
+    assert "u2" in result.stderr
     assert project.calls() == []
     project.write(TRAIT, extra="settings:\n  allow_non_finite: true\n")
     assert project.cli("run", "t").exit_code == 0
