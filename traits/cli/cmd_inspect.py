@@ -16,7 +16,7 @@ from traits.errors import ConfigError
 from traits.state.base import StateStore
 from traits.state.records import RunRecord
 
-_STYLE = {"ok": "green", "partial": "yellow", "guarded": "yellow", "invalid": "red", "failed": "red", "running": "cyan"}
+_STYLE = {"ok": "green", "partial": "yellow", "guarded": "yellow", "invalid": "red", "failed": "red", "running": "cyan", "interrupted": "magenta"}
 
 
 @click.command()
@@ -60,7 +60,7 @@ def health(last: RunRecord | None, running: bool) -> str:
         return "running"
     if last is None:
         return "never run"
-    return {"ok": "healthy", "partial": "degraded", "running": "interrupted"}.get(last.status, "failing")
+    return {"ok": "healthy", "partial": "degraded", "running": "interrupted", "interrupted": "interrupted"}.get(last.status, "failing")
 
 
 def _next_runs(config: Config, state: StateStore) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from traits.config.env import redact
 from traits.errors import ExitCode, TraitsError, exit_code_for, prefixed
 from traits.pipeline.run import RunOptions, RunResult, run_trait
 
-_MARK = {"ok": "[green]✓[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]", "invalid": "[red]✗[/]", "failed": "[red]✗[/]"}
+_MARK = {"ok": "[green]✓[/]", "interrupted": "[magenta]⏸[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]", "invalid": "[red]✗[/]", "failed": "[red]✗[/]"}
 
 
 @click.command()
@@ -101,7 +101,7 @@ def _print(result: RunResult, dry_run: bool) -> None:
         stdout.print(line, markup=True)
         for rejection in c.rejections[:3]:
             stdout.print(f"      [red]rejected[/] {escape(rejection['id'])}: {escape(rejection['reason'])}", markup=True)
-    if r.status in ("invalid", "guarded", "failed") and r.error:
+    if r.status in ("invalid", "guarded", "failed", "interrupted") and r.error:
         error_line(prefixed(f"trait {r.trait}", r.error))
     if dry_run:
         _print_calls(result)

@@ -215,7 +215,7 @@ class _Runner:
                 log.warning("could not record the interruption: %s", e, extra={"trait": self.name, "run_id": record.run_id})
         log.warning("run interrupted: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status},
                     exc_info=not isinstance(error, TraitsError))
-        return RunResult(record, exit_code_for(error) if isinstance(error, TraitsError) else ExitCode.STATE)
+        return RunResult(record, exit_code_for(error))
 
     def _finish(self, record: RunRecord, started: float, persist: bool, run_dir: Path) -> None:
         record.finished_at = now_iso()
