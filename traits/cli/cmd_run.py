@@ -12,7 +12,10 @@ from traits.config.env import redact
 from traits.errors import ExitCode, TraitsError, exit_code_for, prefixed
 from traits.pipeline.run import RunOptions, RunResult, run_trait
 
-_MARK = {"ok": "[green]✓[/]", "interrupted": "[magenta]⏸[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]", "invalid": "[red]✗[/]", "failed": "[red]✗[/]"}
+_MARK = {
+    "ok": "[green]✓[/]", "interrupted": "[magenta]⏸[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]",
+    "invalid": "[red]✗[/]", "failed": "[red]✗[/]",
+}
 
 
 @click.command()
