@@ -9,8 +9,8 @@ server and the role ``traits_reader``, granted USAGE on ``conf`` and SELECT on i
 from __future__ import annotations
 
 import logging
-import warnings
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

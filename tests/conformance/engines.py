@@ -143,7 +143,6 @@ def require_mariadb() -> None:
     """Skip without MariaDB, except under CI=true, where its absence is a failure."""
     try:
         import pymysql
-
         from sqlalchemy import make_url
 
         url = make_url(MARIADB_ADMIN)

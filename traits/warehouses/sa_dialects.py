@@ -1,14 +1,17 @@
 """What differs between the SQL engines reached through SQLAlchemy, one family at a time.
 
-| family | dialects | what keeps the session read-only | statement timeout |
-|---|---|---|---|
-| mysql | mysql, mariadb | ``SET SESSION TRANSACTION READ ONLY`` and ``START TRANSACTION READ ONLY`` | MariaDB ``max_statement_time`` (seconds), MySQL ``max_execution_time`` (ms, SELECT only) |
-| postgres | postgresql, cockroachdb, redshift+psycopg | ``SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY`` | ``statement_timeout`` |
-| mssql | mssql (pymssql, pyodbc) | none: the login's grants (``db_datareader``) | ``SET LOCK_TIMEOUT`` and the driver's query timeout (pymssql ``timeout``, pyodbc ``Connection.timeout``) |
-| trino | trino | none: the catalog's access control | session property ``query_max_execution_time`` |
-| sqlite | sqlite | ``PRAGMA query_only = ON`` | a watchdog that interrupts the query |
-| duckdb | duckdb (duckdb-engine) | the file is opened ``read_only`` | a watchdog that interrupts the query |
-| other | any other dialect | none: the user's grants | a watchdog that cancels the query where the driver can |
+Per family (dialects): what keeps the session read-only · the statement timeout.
+
+- mysql (mysql, mariadb): ``SET SESSION TRANSACTION READ ONLY`` and ``START TRANSACTION READ
+  ONLY`` · MariaDB ``max_statement_time`` (seconds), MySQL ``max_execution_time`` (ms, SELECT only)
+- postgres (postgresql, cockroachdb): ``SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY``
+  · ``statement_timeout``
+- mssql (pymssql, pyodbc): none, the login's grants (``db_datareader``) · ``SET LOCK_TIMEOUT``
+  and the driver's query timeout (pymssql ``timeout``, pyodbc ``Connection.timeout``)
+- trino: none, the catalog's access control · session property ``query_max_execution_time``
+- sqlite: ``PRAGMA query_only = ON`` · a watchdog that interrupts the query
+- duckdb (duckdb-engine): the file is opened ``read_only`` · a watchdog that interrupts the query
+- other: none, the user's grants · a watchdog that cancels the query where the driver can
 
 Errors keep the warehouse contract: one line, what to do, exit 3; MySQL/MariaDB permission
 errors carry the GRANT to run, Postgres-compatible ones reuse ``pg_errors``.

@@ -160,4 +160,5 @@ def _time_of_day(value: Any, name: str) -> time | None:
     if not 0 <= seconds < 86400:
         raise ValidationError(f"column {name!r}: TIME value {value} is not a time of day",
                               hint="cast it in SQL: time_to_sec(col) for seconds, or cast(col as char)")
-    return (datetime.min + value).time()
+    moment: datetime = datetime.min + value
+    return moment.time()

@@ -53,7 +53,8 @@ class SqlAlchemyWarehouse(Warehouse):
             raise ConfigError(f"source {self.name}: url is not a SQLAlchemy URL", hint="write it as dialect+driver://user:password@host/db") from e
         if url.password:
             redact.add(str(url.password))
-        return url
+        parsed: sqlalchemy.URL = url
+        return parsed
 
     def safe_url(self) -> str:
         return self._url().render_as_string(hide_password=True)
