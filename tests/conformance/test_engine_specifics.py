@@ -131,8 +131,10 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_importing_traits_loads_no_driver() -> None:
     code = (
         "import sys, traits, traits.warehouses, traits.warehouses.redshift, traits.warehouses.snowflake, "
-        "traits.warehouses.bigquery, traits.warehouses.postgres, traits.warehouses.duckdb\n"
-        "drivers = ['redshift_connector', 'snowflake.connector', 'google.cloud.bigquery', 'psycopg', 'adbc_driver_postgresql']\n"
+        "traits.warehouses.bigquery, traits.warehouses.postgres, traits.warehouses.duckdb, traits.warehouses.sqlalchemy, "
+        "traits.config.dbt, traits.config.selectors, traits.cli.main\n"
+        "drivers = ['redshift_connector', 'snowflake.connector', 'google.cloud.bigquery', 'psycopg', 'adbc_driver_postgresql', "
+        "'sqlalchemy', 'pymysql', 'pymssql', 'pyodbc', 'trino', 'duckdb_engine', 'dbt']\n"
         "loaded = [m for m in drivers if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
@@ -176,3 +178,85 @@ def test_redshift_iam_settings_pass_through(tmp_path: Path) -> None:
     assert (args["access_key_id"], args["secret_access_key"]) == ("AKIA-test", "secret-test")
     assert args["application_name"] == "sql-traits"
     assert "host" not in args
+
+
+# -- the SQLAlchemy source on MariaDB ---------------------------------------------------------------
+
+def test_mariadb_session_is_read_only_with_timeout_and_utc(mariadb_engine: Engine, config_dir: Path) -> None:
+    sql = "select @@session.tx_read_only as ro, @@session.max_statement_time as st, @@session.time_zone as tz, current_user() as who"
+    with mariadb_engine.warehouse(config_dir, statement_timeout=42) as wh:
+        row = next(iter(wh.stream(sql, max_rows=1))).to_pylist()[0]
+    assert row == {"ro": 1, "st": 42.0, "tz": "+00:00", "who": f"{mariadb_engine.backend['user']}@%"}
+
+
+def test_mariadb_check_lists_only_readable_tables(mariadb_engine: Engine, config_dir: Path) -> None:
+    with mariadb_engine.warehouse(config_dir) as wh:
+        lines = wh.check()
+    assert "read-only transaction" in lines[0]
+    assert f"{mariadb_engine.conf}.numbers" in lines[1]
+    assert "secrets" not in lines[1]
+
+
+def test_sqlalchemy_url_password_never_prints(mariadb_engine: Engine, config_dir: Path) -> None:
+    url = mariadb_engine.source["url"]
+    wrong = url.replace(":pw-", ":wrong-pw-")
+    wh = mariadb_engine.warehouse(config_dir, url=wrong)
+    with wh, pytest.raises(WarehouseError) as info:
+        list(wh.stream("select 1 as user_id", max_rows=1))
+    assert "refused the credentials" in str(info.value)
+    assert info.value.exit_code == 3
+    password = wrong.split(":")[2].split("@")[0]
+    assert password not in str(info.value)
+    assert password not in wh.safe_url()  # type: ignore[attr-defined]
+    assert password not in repr(mariadb_engine.model(url=wrong))
+
+
+def test_sqlalchemy_refused_connection_is_a_warehouse_error(mariadb_engine: Engine, config_dir: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mariadb_engine.warehouse(config_dir, url=f"mysql+pymysql://u:p@127.0.0.1:{port}/db") as wh, pytest.raises(WarehouseError) as info:
+        list(wh.stream("select 1 as user_id", max_rows=1))
+    assert info.value.exit_code == 3
+    assert "host and port" in (info.value.hint or "")
+
+
+def test_sqlalchemy_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pydantic import TypeAdapter
+
+    from traits.config.models import SourceConfig
+    from traits.warehouses import open_warehouse
+
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # import now raises ImportError
+    source = TypeAdapter(SourceConfig).validate_python({"type": "sqlalchemy", "url": "mysql+pymysql://u:p@127.0.0.1/db"})
+    with open_warehouse("wh", source, tmp_path) as wh, pytest.raises(ConfigError) as info:
+        list(wh.stream("select 1", max_rows=1))
+    assert "pip install 'sql-traits[mysql]'" in str(info.value)
+
+
+def test_sqlalchemy_sqlite_session_is_query_only(tmp_path: Path) -> None:
+    """SQLite through SQLAlchemy: the session's PRAGMA query_only refuses a write that got past the select wrapper."""
+    import sqlite3
+
+    from pydantic import TypeAdapter
+    from sqlalchemy.exc import DBAPIError
+
+    from traits.config.models import SourceConfig
+    from traits.warehouses import open_warehouse
+
+    db = tmp_path / "app.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table people (id text, n integer)")
+        conn.execute("insert into people values ('u1', 1), ('u2', 2)")
+    source = TypeAdapter(SourceConfig).validate_python({"type": "sqlalchemy", "url": f"sqlite:///{db}", "batch_rows": 1000})
+    with open_warehouse("wh", source, tmp_path) as wh:
+        rows = [r for b in wh.stream("select id as user_id, n from people", max_rows=10) for r in b.to_pylist()]
+        assert rows == [{"user_id": "u1", "n": 1}, {"user_id": "u2", "n": 2}]
+        with wh.engine().connect() as conn, pytest.raises(DBAPIError) as raised:  # type: ignore[attr-defined]
+            wh._prepare(conn)  # type: ignore[attr-defined]
+            conn.exec_driver_sql("delete from people")
+        mapped = wh._error(raised.value.orig, "delete from people", "delete from people", timed_out=False)  # type: ignore[attr-defined]
+        assert "read-only" in str(mapped)
+        assert mapped.exit_code == 3
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from people").fetchone() == (2,)
