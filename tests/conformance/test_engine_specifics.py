@@ -252,9 +252,10 @@ def test_sqlalchemy_sqlite_session_is_query_only(tmp_path: Path) -> None:
     with open_warehouse("wh", source, tmp_path) as wh:
         rows = [r for b in wh.stream("select id as user_id, n from people", max_rows=10) for r in b.to_pylist()]
         assert rows == [{"user_id": "u1", "n": 1}, {"user_id": "u2", "n": 2}]
-        with wh.engine().connect() as conn, pytest.raises(DBAPIError) as raised:  # type: ignore[attr-defined]
+        with wh.engine().connect() as conn:  # type: ignore[attr-defined]
             wh._prepare(conn)  # type: ignore[attr-defined]
-            conn.exec_driver_sql("delete from people")
+            with pytest.raises(DBAPIError) as raised:
+                conn.exec_driver_sql("delete from people")
         mapped = wh._error(raised.value.orig, "delete from people", "delete from people", timed_out=False)  # type: ignore[attr-defined]
         assert "read-only" in str(mapped)
         assert mapped.exit_code == 3

@@ -86,7 +86,7 @@ def test_a_missing_manifest_names_the_model_and_the_path(duck_project: Project) 
 
 def test_model_without_settings_dbt_is_a_config_error(duck_project: Project) -> None:
     duck_project.write(TRAIT)
-    with pytest.raises(ConfigError, match="needs settings.dbt"):
+    with pytest.raises(ConfigError, match=r"needs settings\.dbt"):
         load_config(duck_project.root)
 
 

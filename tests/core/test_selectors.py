@@ -87,5 +87,7 @@ def test_ls_lists_source_reads_tags_destinations_schedule(duck_project: Project)
     rows = json.loads(result.stdout)["traits"]
     assert rows == [{"trait": "a", "kind": "user", "source": "wh", "source_type": "duckdb", "model": None, "sql_file": None,
                      "reads": "sql", "tags": ["after_dbt"], "destinations": ["out"], "schedule": "every 6h", "enabled": True}]
-    text = duck_project.cli("ls").stdout
-    assert "a" in text and "nightly" in text and "after_dbt" in text
+    text = duck_project.cli("ls").stdout.splitlines()
+    assert [line.split()[0] for line in text[2:]] == ["a", "b"], text
+    assert "after_dbt" in text[2]
+    assert "nightly" in text[3]
