@@ -36,7 +36,8 @@ from .engines import (
     require_postgres,
 )
 
-ENGINES = ["duckdb", "postgres", "postgres_psycopg", "redshift", "snowflake", "bigquery", "mariadb", "sqlalchemy_duckdb"]
+ENGINES = ["duckdb", "postgres", "postgres_psycopg", "redshift", "snowflake", "bigquery", "mariadb", "sqlalchemy_duckdb",
+           "sqlalchemy_postgres"]
 
 PG_SETUP = f"""
 drop schema if exists conf cascade;
@@ -262,6 +263,17 @@ def sqlalchemy_duckdb_engine(duckdb_engine: Engine) -> Engine:
     source = {"type": "sqlalchemy", "url": f"duckdb:///{path}", "batch_rows": 1000}
     no_write = "the file is opened read_only (connect_args), and DuckDB has no functions that write"
     return Engine("sqlalchemy_duckdb", source, duckdb_engine.admin, duckdb_engine.dialect, no_write_test=no_write)
+
+
+# -- Postgres through the SQLAlchemy source (psycopg): the Postgres-compatible family -------------------
+
+@pytest.fixture(scope="session")
+def sqlalchemy_postgres_engine(pg_database: str) -> Engine:
+    require_module("sqlalchemy", "pip install 'sql-traits[sqlalchemy]'")
+    url = f"postgresql+psycopg://{READER}:{READER_PASSWORD}@127.0.0.1:5432/{PG_DATABASE}"
+    dialect = Dialect(types=POSTGRES_TYPES, slow="select 'x' as user_id, pg_sleep(30) as n")
+    return Engine("sqlalchemy_postgres", {"type": "sqlalchemy", "url": url, "batch_rows": 1000}, _pg_admin(pg_database), dialect,
+                  denied=PG_DENIED, no_write_test=None)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from traits.errors import ConfigError, WarehouseError
 
 from .engines import READER, Engine
 
-PG_LIKE = ["postgres", "postgres_psycopg", "redshift"]
+PG_LIKE = ["postgres", "postgres_psycopg", "redshift", "sqlalchemy_postgres"]
 
 
 @pytest.fixture(params=PG_LIKE)

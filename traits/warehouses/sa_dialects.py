@@ -171,11 +171,10 @@ def dbapi_error(name: str, where: str, orig: BaseException, *, sql: str, wrapped
         code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
         return mysql_error(where, code, message, timeout=timeout, account=user)
     if name == "postgres":
+        # the server counts a syntax error's position from the DECLARE of the driver's named
+        # cursor, whose name is not ours to know: its LINE context (same lines as ours) is used
         sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        diag = getattr(orig, "diag", None)
-        position = int(diag.statement_position) if diag is not None and getattr(diag, "statement_position", None) else None
-        text = str(diag.message_primary) if diag is not None and getattr(diag, "message_primary", None) else message
-        return pg_error(where.removeprefix("source "), "Postgres", sqlstate, text, position=position, wrapped=wrapped, sql=sql,
+        return pg_error(where.removeprefix("source "), "Postgres", sqlstate, message, position=None, wrapped=wrapped, sql=sql,
                         user=user, timeout=timeout)
     return generic_error(where, message, timeout=timeout)
 

@@ -188,7 +188,7 @@ class SqlAlchemyWarehouse(Warehouse):
         else:
             sql = "select 1 as t"
         names = [str(v) for batch in self.stream(sql, max_rows=10_000) for v in batch.column(0).to_pylist()]
-        lines = [f"connected to {self.safe_url()} ({self.family} family; {READ_ONLY[self.family]})"]
+        lines = [f"connected as {self.user or 'the configured user'} to {self.safe_url()} ({READ_ONLY[self.family]})"]
         if self.family in ("mysql", "postgres"):
             shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
             lines.append(f"{len(names)} readable table(s): {shown or 'none'}")
