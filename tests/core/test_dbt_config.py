@@ -117,6 +117,9 @@ def test_if_changed_runs_once_per_model_build(duck_project: Project) -> None:
     run_results(target, "2026-12-01T09:00:00.000000Z")  # dbt rebuilt it
     code, out = duck_project.run_json("people", "--if-changed")
     assert out["runs"][0]["status"] == "ok"
+    run_results(target, "2026-12-01T09:30:00.000000Z")  # rebuilt again; a plain run reads it and remembers it
+    assert duck_project.run_json("people")[1]["runs"][0]["status"] == "ok"
+    assert duck_project.run_json("people", "--if-changed")[1]["runs"][0]["status"] == "skipped"
     run_results(target, "2026-12-01T10:00:00.000000Z", status="error")
     code, out = duck_project.run_json("people", "--if-changed")
     assert out["runs"][0]["status"] == "skipped"

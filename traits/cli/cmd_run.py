@@ -52,8 +52,9 @@ def run(obj: Context, names: tuple[str, ...], run_all: bool, selectors: tuple[st
     code = ExitCode.OK
     try:
         for name in selected:
-            decision = decide(config, state, name) if if_changed else Decision(None)
-            if decision.skip is not None:
+            # a model trait's run remembers the dbt build it read, so a later --if-changed can skip
+            decision = decide(config, state, name) if config.traits[name].model else Decision(None)
+            if if_changed and decision.skip is not None:
                 results.append({"trait": name, "status": "skipped", "reason": decision.skip, "exit_code": 0})
                 if not as_json:
                     stdout.print(f"[dim]–[/] [bold]{escape(name)}[/]  skipped: {escape(decision.skip)}", markup=True)

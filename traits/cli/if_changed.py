@@ -1,7 +1,7 @@
 """``--if-changed``: run a dbt-model trait only when dbt rebuilt its model since the trait last ran.
 
-The build time of the model each trait last ran after successfully is kept in the state store
-(``get_value``/``set_value``). dbt's ``run_results.json`` describes only its last invocation: a
+The build time of the model each trait last ran after successfully (with or without
+``--if-changed``) is kept in the state store (``get_value``/``set_value``). dbt's ``run_results.json`` describes only its last invocation: a
 model that invocation did not build counts as not rebuilt. Traits on SQL always run.
 """
 
@@ -33,7 +33,7 @@ def decide(config: Config, state: StateStore, name: str) -> Decision:
             return Decision(None)  # never ran after a known build: run once for a baseline
         return Decision(f"model {trait.model} was not rebuilt since this trait's last run ({build.why})")
     if build.built_at == last:
-        return Decision(f"model {trait.model} was not rebuilt since this trait's last run (dbt built it at {build.built_at})")
+        return Decision(f"model {trait.model} was not rebuilt since this trait's last run (dbt built it at {build.built_at})", build.built_at)
     return Decision(None, build.built_at)
 
 
