@@ -70,7 +70,8 @@ def measure(label: str, argv: list[str], rows: int) -> None:
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - started
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     out, err = process.stdout.read().decode().strip(), process.stderr.read().decode().strip()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{label} failed: {err[-500:]}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -261,3 +262,17 @@ def test_sqlalchemy_sqlite_session_is_query_only(tmp_path: Path) -> None:
         assert mapped.exit_code == 3
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from people").fetchone() == (2,)
+
+
+def test_mariadb_bit_tinyint_year_and_unsigned_overflow(mariadb_engine: Engine, config_dir: Path) -> None:
+    from traits.errors import ValidationError
+
+    table = f"{mariadb_engine.conf}.bits_{uuid.uuid4().hex[:8]}"
+    mariadb_engine.admin(f"create table {table} (b1 bit(1), b8 bit(8), t1 tinyint(1), t4 tinyint, y year, u bigint unsigned)")
+    mariadb_engine.admin(f"insert into {table} values (1, 200, 0, 7, 2024, 5), (0, 3, 1, -1, 1999, 18446744073709551615)")
+    with mariadb_engine.warehouse(config_dir) as wh:
+        batch = next(iter(wh.stream(f"select b1, b8, t1, t4, y from {table} order by y desc", max_rows=10)))
+        assert batch.to_pylist() == [{"b1": True, "b8": 200, "t1": False, "t4": 7, "y": 2024},
+                                     {"b1": False, "b8": 3, "t1": True, "t4": -1, "y": 1999}]
+        with pytest.raises(ValidationError, match="cast the column"):
+            list(wh.stream(f"select u from {table}", max_rows=10))

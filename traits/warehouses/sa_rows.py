@@ -3,8 +3,8 @@
 A column's kind is fixed once per result, from the first of:
 
 1. the driver's type code where the dialect is known (PyMySQL's MySQL/MariaDB field types:
-   ``TINYINT(1)``/``BOOLEAN`` is a boolean, ``TIME`` a time of day, ``TIMESTAMP`` UTC, ``JSON``
-   JSON, ``DECIMAL`` exact digits);
+   ``TINYINT(1)``/``BOOLEAN`` and ``BIT(1)`` are booleans, ``BIT(n)`` a number, ``TIME`` a time
+   of day, ``TIMESTAMP`` UTC, ``JSON`` JSON, ``DECIMAL`` exact digits);
 2. the source's ``json_columns`` (MariaDB sends JSON as LONGTEXT, indistinguishable from text);
 3. the Python type of the column's first non-null value in the first batch (``bool``, ``int``,
    ``float``, ``Decimal``, ``date``, ``datetime`` with or without a zone, ``time``,
@@ -31,13 +31,14 @@ from traits.warehouses.arrow_types import DECIMAL_TEXT
 # PyMySQL's FIELD_TYPE codes (the MySQL client protocol's column types)
 _MYSQL_TYPES: dict[int, str] = {
     0: "decimal", 246: "decimal", 2: "int", 3: "int", 8: "int", 9: "int", 13: "int", 4: "float", 5: "float",
-    7: "timestamp_utc", 12: "timestamp", 10: "date", 14: "date", 11: "time_of_day", 245: "json", 16: "binary",
+    7: "timestamp_utc", 12: "timestamp", 10: "date", 14: "date", 11: "time_of_day", 245: "json",
 }
 _MYSQL_TINY = 1
+_MYSQL_BIT = 16
 
 #: each kind of column and the Arrow type it is staged as (before ``arrow_types.portable_batch``)
 KIND_TYPES: dict[str, pa.DataType] = {
-    "bool": pa.bool_(), "int": pa.int64(), "float": pa.float64(), "decimal": pa.string(), "date": pa.date32(),
+    "bool": pa.bool_(), "int": pa.int64(), "bit_bool": pa.bool_(), "bit_int": pa.int64(), "float": pa.float64(), "decimal": pa.string(), "date": pa.date32(),
     "time": pa.time64("us"), "time_of_day": pa.time64("us"), "timestamp": pa.timestamp("us"),
     "timestamp_utc": pa.timestamp("us", tz="UTC"), "timestamp_tz": pa.timestamp("us", tz="UTC"), "seconds": pa.float64(),
     "binary": pa.binary(), "json": pa.json_(), "string": pa.string(),
@@ -47,6 +48,8 @@ KIND_TYPES: dict[str, pa.DataType] = {
 def mysql_kind(type_code: Any, internal_size: Any) -> str | None:
     if type_code == _MYSQL_TINY:
         return "bool" if internal_size == 1 else "int"
+    if type_code == _MYSQL_BIT:  # BIT(1) is a flag, BIT(n) a number; PyMySQL hands both over as bytes
+        return "bit_bool" if internal_size == 1 else "bit_int"
     return _MYSQL_TYPES.get(type_code) if isinstance(type_code, int) else None
 
 
@@ -114,6 +117,9 @@ def _column(values: list[Any], field: pa.Field, kind: str) -> pa.Array:
             return pa.array([None if v is None or isinstance(v, str) else _text(v) for v in values] if _mixed(values) else values, t)
         if kind == "bool":
             return pa.array([None if v is None else bool(v) for v in values], t)
+        if kind in ("bit_bool", "bit_int"):
+            numbers = [None if v is None else (int.from_bytes(v, "big") if isinstance(v, bytes) else int(v)) for v in values]
+            return pa.array([None if n is None else n != 0 for n in numbers] if kind == "bit_bool" else numbers, t)
         if kind == "binary":
             return pa.array([None if v is None else bytes(v) for v in values], t)
         if kind == "timestamp_utc":
