@@ -276,3 +276,35 @@ def test_mariadb_bit_tinyint_year_and_unsigned_overflow(mariadb_engine: Engine, 
                                      {"b1": False, "b8": 3, "t1": True, "t4": -1, "y": 1999}]
         with pytest.raises(ValidationError, match="cast the column"):
             list(wh.stream(f"select u from {table}", max_rows=10))
+
+
+def test_sqlalchemy_dialects_without_a_server_here_get_their_timeout_and_limit() -> None:
+    """SQL Server and Trino cannot run here: the plumbing that reaches their drivers is checked instead."""
+    from traits.warehouses import sa_dialects as d
+
+    trino = d.connect_args("trino", "", 90, {"session_properties": {"query_priority": "2"}})
+    assert trino["session_properties"] == {"query_priority": "2", "query_max_execution_time": "90s"}
+    assert trino["source"] == "sql-traits"
+    assert d.connect_args("mssql", "pymssql", 42.5, {})["timeout"] == 42
+    assert d.session_statements("mssql", mariadb=False, timeout=2) == ["SET LOCK_TIMEOUT 2000"]
+    assert d.limited_sql("mssql", "mssql", "select 1 as user_id;\n-- note", 10) == "select top (11) * from (\nselect 1 as user_id\n) as sql_traits_result"
+    assert d.session_statements("mysql", mariadb=False, timeout=1.5)[1] == "SET SESSION max_execution_time = 1500"
+    assert d.session_statements("mysql", mariadb=True, timeout=1.5)[1] == "SET SESSION max_statement_time = 1.5"
+    assert d.session_statements("postgres", mariadb=False, timeout=3)[0] == "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+
+
+@pytest.mark.parametrize(("url", "extra"), [("trino://u@127.0.0.1:8080/hive", "trino"), ("mssql+pymssql://u:p@127.0.0.1/db", "mssql")])
+def test_sqlalchemy_missing_dialect_names_the_extra(tmp_path: Path, url: str, extra: str) -> None:
+    import importlib.util
+
+    from pydantic import TypeAdapter
+
+    from traits.config.models import SourceConfig
+    from traits.warehouses import open_warehouse
+
+    if importlib.util.find_spec("trino" if extra == "trino" else "pymssql"):
+        pytest.skip(f"the {extra} driver is installed here")
+    source = TypeAdapter(SourceConfig).validate_python({"type": "sqlalchemy", "url": url})
+    with open_warehouse("wh", source, tmp_path) as wh, pytest.raises(ConfigError) as info:
+        list(wh.stream("select 1", max_rows=1))
+    assert f"pip install 'sql-traits[{extra}]'" in str(info.value)

@@ -69,7 +69,8 @@ class SqlAlchemyWarehouse(Warehouse):
             from sqlalchemy.pool import NullPool
 
             url = self._url()
-            args = dialects.connect_args(self.family, url.get_driver_name(), self.config.statement_timeout, self.config.connect_args)
+            driver = url.drivername.partition("+")[2]  # as written: get_driver_name() would load the dialect
+            args = dialects.connect_args(self.family, driver, self.config.statement_timeout, self.config.connect_args)
             try:
                 self._engine = sa.create_engine(url, connect_args=args, poolclass=NullPool)
             except sa.exc.NoSuchModuleError as e:
