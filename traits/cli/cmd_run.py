@@ -7,11 +7,11 @@ from typing import Any
 import click
 
 from traits.cli.context import Context, check_trait
-from traits.cli.if_changed import Decision, decide, remember
 from traits.cli.output import TerminalProgress, emit_json, error_line, escape, stdout
 from traits.config.env import redact
 from traits.config.selectors import select
 from traits.errors import ExitCode, TraitsError, exit_code_for, prefixed
+from traits.pipeline.if_changed import Decision, decide, remember
 from traits.pipeline.run import RunOptions, RunResult, run_trait
 
 _MARK = {"ok": "[green]✓[/]", "partial": "[yellow]◐[/]", "guarded": "[yellow]⚠[/]", "invalid": "[red]✗[/]", "failed": "[red]✗[/]"}

@@ -1,7 +1,8 @@
 """``--if-changed``: run a dbt-model trait only when dbt rebuilt its model since the trait last ran.
 
-The build time of the model each trait last ran after successfully (with or without
-``--if-changed``) is kept in the state store (``get_value``/``set_value``). dbt's ``run_results.json`` describes only its last invocation: a
+The build time of the model each trait last ran after successfully (any ``traits run`` and the
+daemon's runs, with or without ``--if-changed``) is kept in the state store
+(``get_value``/``set_value``). dbt's ``run_results.json`` describes only its last invocation: a
 model that invocation did not build counts as not rebuilt. Traits on SQL always run.
 """
 
@@ -23,6 +24,7 @@ class Decision:
 
 
 def decide(config: Config, state: StateStore, name: str) -> Decision:
+    """Whether ``name`` needs a run now, and the model build a run would read."""
     trait = config.traits[name]
     if trait.model is None:
         return Decision(None)
