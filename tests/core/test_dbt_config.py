@@ -124,3 +124,16 @@ def test_if_changed_runs_once_per_model_build(duck_project: Project) -> None:
     code, out = duck_project.run_json("people", "--if-changed")
     assert out["runs"][0]["status"] == "skipped"
     assert "status 'error'" in out["runs"][0]["reason"]
+
+
+def test_a_versioned_model_reads_its_latest_version_or_the_one_named(duck_project: Project) -> None:
+    nodes = {}
+    for version in (1, 2):
+        node = {"resource_type": "model", "name": "customer_traits", "package_name": "analytics", "version": version, "latest_version": 2,
+                "unique_id": f"model.analytics.customer_traits.v{version}", "database": "wh", "schema": "main", "alias": f"customer_traits_v{version}"}
+        nodes[node["unique_id"]] = node
+    write_manifest(duck_project.root, {"nodes": nodes})
+    duck_project.write(TRAIT + TRAIT.replace("people:", "pinned:").replace("model: customer_traits", "model: customer_traits.v1"), extra=DBT)
+    config = load_config(duck_project.root)
+    assert config.trait_sql("people") == 'select * from "main"."customer_traits_v2"'
+    assert config.trait_sql("pinned") == 'select * from "main"."customer_traits_v1"'

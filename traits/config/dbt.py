@@ -15,6 +15,7 @@ Both files are read as JSON (dbt is not imported) and cached by path and modific
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,21 +86,39 @@ def find_relation(config_dir: Path, dbt: DbtProject, model: str) -> Relation:
         manifest = _read_json(path)
     except (OSError, ValueError) as e:
         raise ConfigError(f"dbt model {model!r}: cannot read the manifest {path} ({e})", hint="rebuild it with `dbt compile`") from e
-    package, _, name = model.rpartition(".")
-    matches = [
-        node for node in (manifest.get("nodes") or {}).values()
-        if node.get("resource_type") in RELATION_TYPES and node.get("name") == name
-        and (not package or node.get("package_name") == package)
-    ]
+    matches = _nodes_named(manifest, model)
     if not matches:
         raise ConfigError(f"dbt model {model!r} is not in the manifest {path}", hint="check the model's name, and run `dbt compile` after adding it")
-    if len(matches) > 1:
-        packages = ", ".join(sorted(str(n.get("package_name")) for n in matches))
-        raise ConfigError(f"dbt model {model!r} is in more than one package of the manifest {path} ({packages})",
-                          hint=f"name it as package.model, e.g. {matches[0].get('package_name')}.{name}")
+    packages = sorted({str(n.get("package_name")) for n in matches})
+    if len(packages) > 1:
+        raise ConfigError(f"dbt model {model!r} is in more than one package of the manifest {path} ({', '.join(packages)})",
+                          hint=f"name it as package.model, e.g. {packages[0]}.{model.rpartition('.')[2]}")
+    if len(matches) > 1:  # a versioned model: its latest version, as ref() without a version picks
+        latest = [n for n in matches if str(n.get("version")) == str(n.get("latest_version"))]
+        matches = latest or sorted(matches, key=lambda n: str(n.get("version")))[-1:]
     node = matches[0]
     identifier = node.get("alias") or node.get("identifier") or node["name"]
     return Relation(str(node["unique_id"]), node.get("database"), str(node["schema"]), str(identifier))
+
+
+_VERSION = re.compile(r"^v(\w+)$")
+
+
+def _nodes_named(manifest: Any, model: str) -> list[Any]:
+    """The manifest's nodes for ``name``, ``package.name``, ``name.v2`` or ``package.name.v2``."""
+    nodes = [n for n in (manifest.get("nodes") or {}).values() if n.get("resource_type") in RELATION_TYPES]
+
+    def named(name: str, package: str, version: str | None) -> list[Any]:
+        return [n for n in nodes if n.get("name") == name and (not package or n.get("package_name") == package)
+                and (version is None or str(n.get("version")) == version)]
+
+    *prefix, last = model.split(".")
+    match = _VERSION.match(last)
+    if match and prefix:  # name.v2 (or package.name.v2); else package.v2 is a model named v2
+        found = named(prefix[-1], ".".join(prefix[:-1]), match.group(1))
+        if found:
+            return found
+    return named(last, ".".join(prefix), None)
 
 
 def model_relation(config: Config, trait_name: str) -> Relation:
