@@ -308,3 +308,13 @@ def test_sqlalchemy_missing_dialect_names_the_extra(tmp_path: Path, url: str, ex
     with open_warehouse("wh", source, tmp_path) as wh, pytest.raises(ConfigError) as info:
         list(wh.stream("select 1", max_rows=1))
     assert f"pip install 'sql-traits[{extra}]'" in str(info.value)
+
+
+@pytest.mark.parametrize("engine_name", ["mariadb", "sqlalchemy_postgres"])
+def test_sqlalchemy_sql_with_percent_and_colons_runs_as_written(request: pytest.FixtureRequest, engine_name: str, config_dir: Path) -> None:
+    """The trait's SQL reaches the driver untouched: no %-interpolation, no :name bind parameters."""
+    engine: Engine = request.getfixturevalue(f"{engine_name}_engine")
+    sql = f"select 'u:x' as user_id, count(*) as n from {engine.conf}.numbers where n % 1000 = 0 and 'a%b' like 'a%'"
+    with engine.warehouse(config_dir) as wh:
+        rows = next(iter(wh.stream(sql, max_rows=1))).to_pylist()
+    assert rows == [{"user_id": "u:x", "n": 2}]
