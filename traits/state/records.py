@@ -66,3 +66,21 @@ class RunRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["destinations"] = {k: DestinationCounts.from_dict(v) for k, v in (data.get("destinations") or {}).items()}
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class HeldValues:
+    """What one destination holds for one id: the values it last acknowledged, and by which run.
+
+    ``exited``: the last acknowledged call for the id was its exit (its traits sent as null);
+    ``values`` are then the traits it had before. ``run_id`` is None for rows folded before
+    snapshots recorded their run.
+    """
+
+    trait: str
+    destination: str
+    id: str
+    values: dict[str, Any]
+    user_id: str | None
+    run_id: str | None
+    exited: bool
