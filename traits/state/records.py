@@ -55,6 +55,8 @@ class RunRecord:
     resumed: int = 0
     owner: str = ""
     destinations: dict[str, DestinationCounts] = field(default_factory=dict)
+    #: when each phase first began (ISO-8601 UTC): the run's timings per phase
+    phase_started: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -66,6 +68,15 @@ class RunRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["destinations"] = {k: DestinationCounts.from_dict(v) for k, v in (data.get("destinations") or {}).items()}
         return cls(**known)
+
+
+def health(last: RunRecord | None, running: bool) -> str:
+    """A trait's health from its last finished run: healthy, degraded, failing, running, never run."""
+    if running:
+        return "running"
+    if last is None:
+        return "never run"
+    return {"ok": "healthy", "partial": "degraded", "running": "interrupted"}.get(last.status, "failing")
 
 
 @dataclass(frozen=True)
