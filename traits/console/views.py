@@ -118,8 +118,9 @@ def _chart(config: Config, name: str, runs: list[RunRecord]) -> dict[str, Any]:
     for run in reversed(runs):
         if run.status == "running":
             continue
-        # the guard compares each destination's exits with that destination's snapshot
-        snapshot = max((c.unchanged + c.changed + c.exited for c in run.destinations.values()), default=0)
+        # the guard holds each destination's exits to its share of that destination's snapshot;
+        # the chart draws run totals, so its limit is the sum of those
+        snapshot = sum(c.unchanged + c.changed + c.exited for c in run.destinations.values())
         point: dict[str, Any] = {"run_id": run.run_id, "started_at": run.started_at, "status": run.status}
         point.update({k: getattr(run, k) for k in SERIES})
         point["exit_limit"] = round(trait.max_exit_ratio * snapshot) if snapshot else None
