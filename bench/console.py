@@ -58,7 +58,7 @@ def build_snapshot(store: object, rows: int, work: Path) -> float:
     from traits.columnar import connect, sql_path
 
     changes = work / "changes.parquet"
-    con = connect(work)
+    con = connect(work, "4GB")  # the bench's own set-up, not the store's
     try:
         con.execute(
             f"""COPY (select 'user_' || lpad(cast(i as varchar), 8, '0') as id, 'added' as change, hash(i) as h,
@@ -75,7 +75,7 @@ def build_snapshot(store: object, rows: int, work: Path) -> float:
         # the acknowledgement log exactly as LocalAckLog writes it, one line per batch of ids
         acks = store.run_dir(run_id) / "acks" / "out.jsonl"  # type: ignore[attr-defined]
         acks.parent.mkdir(parents=True, exist_ok=True)
-        con = connect(work)
+        con = connect(work, "4GB")  # the bench's own set-up, not the store's
         try:
             con.execute(
                 f"""COPY (select list(id) as k from read_parquet('{sql_path(changes)}') group by hash(id) % 4000)

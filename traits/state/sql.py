@@ -4,6 +4,9 @@ Snapshot files carry, besides ``SNAPSHOT_SELECT``, the run that got each row ack
 (``r``), and compaction keeps exits (``deleted``, with the values the id had before), so a
 profile can say what an id holds, since which run, and whether it exited. The diff reads
 only live rows (``latest_rows`` drops exits unless asked), so neither changes what is sent.
+
+Files are written sorted by id, so each row group covers a narrow range of ids and a lookup
+of one id reads one row group per file (the row groups' min/max statistics skip the rest).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def compact(files: Sequence[Path], out: Path) -> int:
     con = connect(out.parent)
     try:
         columns, older = _select_with_run(con, files)
-        con.execute(f"COPY ({latest_rows(files, columns, older, keep_deleted=True)}) TO '{sql_path(out)}' {PARQUET}")
+        con.execute(f"COPY ({latest_rows(files, columns, older, keep_deleted=True)} order by id) TO '{sql_path(out)}' {PARQUET}")
         row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
         return int(row[0]) if row else 0
     finally:
@@ -54,6 +57,7 @@ def fold(changes: Path, acked_keys_sql: str, out: Path, run_id: str = "") -> int
                        c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}
                 from read_parquet('{sql_path(changes)}') c
                 where c.id in ({acked_keys_sql})
+                order by c.id
             ) TO '{sql_path(out)}' {PARQUET}"""
         )
         row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
