@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import time
@@ -138,21 +137,25 @@ def main() -> None:
     try:
         with httpx.Client(base_url=f"http://{server.address}", timeout=60) as http:
             page = http.get(f"/traits/{TRAIT}")
-            assert page.status_code == 200 and "bench-" in page.text, page.status_code
+            assert page.status_code == 200, page.status_code
+            assert "bench-" in page.text
             data = http.get(f"/api/traits/{TRAIT}").json()
-            assert data["paging"]["total"] == args.runs and len(data["chart"]["points"]) == 200
+            assert data["paging"]["total"] == args.runs
+            assert len(data["chart"]["points"]) == 200
             report(f"trait page, {args.runs:,} runs (HTML)", timed(lambda: http.get(f"/traits/{TRAIT}").raise_for_status(), 20))
             report(f"trait page, {args.runs:,} runs (JSON)", timed(lambda: http.get(f"/api/traits/{TRAIT}").raise_for_status(), 20))
             report(f"trait page, {args.runs:,} runs, page 150 (HTML)", timed(lambda: http.get(f"/traits/{TRAIT}?page=150").raise_for_status(), 10))
             report("traits list (HTML)", timed(lambda: http.get("/").raise_for_status(), 10))
             for label, identity in (("first", "user_00000000"), ("middle", f"user_{args.rows // 2:08d}"), ("last", f"user_{args.rows - 1:08d}")):
                 held = store.held(TRAIT, "out", identity)
-                assert held is not None and held.run_id == "bench-snapshot", identity
+                assert held is not None, identity
+                assert held.run_id == "bench-snapshot", identity
                 report(f"held(), {args.rows:,}-row snapshot, {label} id", timed(lambda i=identity: store.held(TRAIT, "out", i), 5))
             report(f"held(), {args.rows:,}-row snapshot, absent id", timed(lambda: store.held(TRAIT, "out", "nobody"), 5))
             middle = f"user_{args.rows // 2:08d}"
             profile = http.get(f"/api/profiles/{middle}").json()
-            assert profile["entries"][0]["values"] == json.loads('{"n": %d, "plan": "%s"}' % ((args.rows // 2) % 1000, ["free", "pro", "team"][(args.rows // 2) % 3]))
+            half = args.rows // 2
+            assert profile["entries"][0]["values"] == {"n": half % 1000, "plan": ["free", "pro", "team"][half % 3]}
             report(f"profile page, {args.rows:,}-row snapshot (HTML)", timed(lambda: http.get(f"/profiles/{middle}").raise_for_status(), 5))
             report(f"profile JSON, {args.rows:,}-row snapshot", timed(lambda: http.get(f"/api/profiles/{middle}").raise_for_status(), 5))
     finally:

@@ -22,14 +22,14 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import PG_DSN, require_postgres
-from tests.destinations.receiver import Receiver, Received, Reply
+from tests.destinations.receiver import Received, Receiver, Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 REJECTED_USER = "user_00002"
 HOOK_SECRET = "whsec_" + "Y29uc29sZS10ZXN0LXNpZ25pbmcta2V5LTEyMzQ="
 WRITE_KEY = "wk_console_test_4f1a9c2e77"
 SECRETS = (HOOK_SECRET, WRITE_KEY, HOOK_SECRET.removeprefix("whsec_"))
-REJECTION = '{"error": "profile locked", "user": "%s"}' % REJECTED_USER
+REJECTION = f'{{"error": "profile locked", "user": "{REJECTED_USER}"}}'
 
 
 def reject_one(request: Received) -> Reply:

@@ -28,16 +28,25 @@ def test_loopback_addresses() -> None:
 
 def test_access_rules() -> None:
     open_local = Access.from_env("127.0.0.1", {})
-    assert open_local.enabled and open_local.allows(None)
+    assert open_local.enabled
+    assert open_local.allows(None)
     off = Access.from_env("0.0.0.0", {})
-    assert not off.enabled and not off.allows(None)
+    assert not off.enabled
+    assert not off.allows(None)
     token = Access.from_env("0.0.0.0", {"TRAITS_CONSOLE_TOKEN": TOKEN})
-    assert token.enabled and token.allows(f"Bearer {TOKEN}") and token.allows(f"bearer  {TOKEN}")
-    assert not token.allows(None) and not token.allows("Bearer wrong") and not token.allows(basic("x", TOKEN))
+    assert token.enabled
+    assert token.allows(f"Bearer {TOKEN}")
+    assert token.allows(f"bearer  {TOKEN}")
+    assert not token.allows(None)
+    assert not token.allows("Bearer wrong")
+    assert not token.allows(basic("x", TOKEN))
     both = Access.from_env("127.0.0.1", {"TRAITS_CONSOLE_USER": "ops", "TRAITS_CONSOLE_PASSWORD": PASSWORD, "TRAITS_CONSOLE_TOKEN": TOKEN})
-    assert both.allows(basic("ops", PASSWORD)) and both.allows(f"Bearer {TOKEN}")
+    assert both.allows(basic("ops", PASSWORD))
+    assert both.allows(f"Bearer {TOKEN}")
     assert not both.allows(None), "credentials, once set, are needed on loopback too"
-    assert not both.allows(basic("ops", "nope")) and not both.allows(basic("other", PASSWORD)) and not both.allows("Basic !!notbase64")
+    assert not both.allows(basic("ops", "nope"))
+    assert not both.allows(basic("other", PASSWORD))
+    assert not both.allows("Basic !!notbase64")
     # a user without a password (or the reverse) is no credential
     assert not Access.from_env("0.0.0.0", {"TRAITS_CONSOLE_USER": "ops"}).enabled
 
@@ -83,7 +92,8 @@ def test_non_loopback_without_credentials_serves_only_health_and_metrics(serve: 
     for path in ("/", "/api/traits", "/traits/one", "/static/console.css"):
         response = httpx.get(base + path)
         assert response.status_code == 403, path
-        assert "TRAITS_CONSOLE_TOKEN" in response.text and "TRAITS_CONSOLE_PASSWORD" in response.text
+        assert "TRAITS_CONSOLE_TOKEN" in response.text
+        assert "TRAITS_CONSOLE_PASSWORD" in response.text
 
 
 def test_bearer_token(serve: Any) -> None:
@@ -91,7 +101,8 @@ def test_bearer_token(serve: Any) -> None:
     assert httpx.get(base + "/api/traits").status_code == 401
     assert httpx.get(base + "/api/traits", headers={"Authorization": "Bearer wrong"}).status_code == 401
     ok = httpx.get(base + "/api/traits", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert ok.status_code == 200 and [t["name"] for t in ok.json()["traits"]] == ["one"]
+    assert ok.status_code == 200
+    assert [t["name"] for t in ok.json()["traits"]] == ["one"]
     assert TOKEN not in ok.text
     assert httpx.get(base + "/healthz").status_code == 200  # probes need no token
 
@@ -99,9 +110,12 @@ def test_bearer_token(serve: Any) -> None:
 def test_basic_credentials_on_loopback(serve: Any) -> None:
     base = serve("127.0.0.1", TRAITS_CONSOLE_USER="ops", TRAITS_CONSOLE_PASSWORD=PASSWORD)
     denied = httpx.get(base + "/")
-    assert denied.status_code == 401 and denied.headers["www-authenticate"].startswith("Basic")
+    assert denied.status_code == 401
+    assert denied.headers["www-authenticate"].startswith("Basic")
     page = httpx.get(base + "/", auth=("ops", PASSWORD))
-    assert page.status_code == 200 and "one" in page.text and PASSWORD not in page.text
+    assert page.status_code == 200
+    assert "one" in page.text
+    assert PASSWORD not in page.text
     assert httpx.get(base + "/", auth=("ops", "guess")).status_code == 401
 
 

@@ -70,7 +70,8 @@ def test_run_detail_shows_the_given_up_call_with_the_answer(demo: DemoConsole) -
     assert all(p["seconds"] is not None and p["seconds"] >= 0 for p in data["phases"])
     assert data["next_step"]
     page = demo.get(f"/runs/{run_id}").text
-    assert REJECTED_USER in page and "profile locked" in page
+    assert REJECTED_USER in page
+    assert "profile locked" in page
 
 
 def test_profile_matches_what_the_destinations_received(demo: DemoConsole) -> None:
@@ -144,7 +145,8 @@ def test_paging_of_a_long_history(demo: DemoConsole) -> None:
             ))
         pages = [demo.api(f"/traits/zendesk_open_tickets?page={n}") for n in (1, 2, 3)]
         assert [p["paging"]["page"] for p in pages] == [1, 2, 3]
-        assert pages[0]["paging"]["total"] == 122 and pages[0]["paging"]["pages"] == 3
+        assert pages[0]["paging"]["total"] == 122
+        assert pages[0]["paging"]["pages"] == 3
         assert [len(p["runs"]) for p in pages] == [50, 50, 22]
         ids = [r["run_id"] for p in pages for r in p["runs"]]
         assert len(set(ids)) == 122
@@ -152,7 +154,8 @@ def test_paging_of_a_long_history(demo: DemoConsole) -> None:
         assert starts == sorted(starts, reverse=True)
         assert demo.api("/traits/zendesk_open_tickets?page=99")["paging"]["page"] == 3
         html = demo.get("/traits/zendesk_open_tickets?page=2").text
-        assert 'rel="prev"' in html and 'rel="next"' in html
+        assert 'rel="prev"' in html
+        assert 'rel="next"' in html
     finally:
         state.close()
 
@@ -180,14 +183,16 @@ def test_search_box_goes_to_the_thing_named(demo: DemoConsole) -> None:
     assert demo.get(f"/search?q={run_id}").headers["location"] == f"/runs/{run_id}"
     assert demo.get("/search?q=user_00001").headers["location"] == "/profiles/user_00001"
     partial = demo.get("/search?q=engage")
-    assert partial.status_code == 200 and "/traits/product_engagement" in partial.text
+    assert partial.status_code == 200
+    assert "/traits/product_engagement" in partial.text
     assert demo.api("/search?q=engage")["traits"] == ["product_engagement"]
 
 
 def test_rejection_answer_is_the_receivers(demo: DemoConsole) -> None:
     run_id = run_ids(demo, "product_engagement")[0]
     reason = demo.api(f"/runs/{run_id}")["given_up"][0]["reason"]
-    assert "400" in reason and json.loads(REJECTION)["error"] in reason
+    assert "400" in reason
+    assert json.loads(REJECTION)["error"] in reason
 
 
 def test_history_chart_in_the_terminal(demo: DemoConsole) -> None:

@@ -83,7 +83,8 @@ def test_traits_page(page: Any, demo: DemoConsole) -> None:
         last = status[name]["last_run"]
         assert cells[:6] == [f"{last[k]:,}" for k in SERIES]
     flagged = page.locator("#traits tr.stands-out")
-    assert flagged.count() == 1 and flagged.get_attribute("data-trait") == "product_engagement"
+    assert flagged.count() == 1
+    assert flagged.get_attribute("data-trait") == "product_engagement"
     shot(page, demo, "traits")
 
 
@@ -99,7 +100,8 @@ def test_trait_page_chart_matches_history(page: Any, demo: DemoConsole) -> None:
     page.locator("svg.chart rect.hover").last.hover()
     tip = page.locator("#chart .tip")
     assert tip.is_visible()
-    assert "crm_hook" in tip.inner_text() and history[-1]["run_id"] in tip.inner_text()
+    assert "crm_hook" in tip.inner_text()
+    assert history[-1]["run_id"] in tip.inner_text()
     assert "from segment.users u" in page.locator("pre.sql-text").inner_text()
     assert page.locator("#runs tbody tr[data-run]").count() == len(history)
     page.mouse.move(0, 0)
@@ -114,7 +116,9 @@ def test_run_page_shows_the_given_up_call(page: Any, demo: DemoConsole) -> None:
     row = page.locator("#given-up tbody tr")
     assert row.count() == 1
     text = row.first.inner_text()
-    assert REJECTED_USER in text and "crm_hook" in text and "profile locked" in text
+    assert REJECTED_USER in text
+    assert "crm_hook" in text
+    assert "profile locked" in text
     hook = page.locator("#destinations tr[data-destination='crm_hook']")
     assert "partial" in hook.inner_text()
     assert page.locator("#phases tr").count() == 5

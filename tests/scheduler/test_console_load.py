@@ -10,6 +10,7 @@ late, and no slot may be skipped while the trait was idle.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -68,7 +69,7 @@ def test_a_loaded_console_does_not_delay_due_runs(project: Project, daemons: Cal
     runs = project.finished("fast")
     base = seconds(runs[0].started_at)
     offsets = [0.0]
-    for previous, run in zip(runs, runs[1:], strict=False):
+    for previous, run in itertools.pairwise(runs):
         start = seconds(run.started_at)
         slot = round((start - base) / INTERVAL)
         offsets.append(start - (base + slot * INTERVAL))

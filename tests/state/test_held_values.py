@@ -38,13 +38,17 @@ def test_held_names_the_run_and_keeps_exits(store: StateStore, tmp_path: Path) -
     one, two = json.dumps({"n": 1}), json.dumps({"n": 2})
     sync(store, tmp_path, "run-1", [("a", "added", one, None), ("b", "added", one, None), ("c", "added", one, None)], ["a", "b", "c"])
     held = store.held("t", "d", "a")
-    assert held is not None and (held.values, held.run_id, held.exited) == ({"n": 1}, "run-1", False)
+    assert held is not None
+    assert (held.values, held.run_id, held.exited) == ({"n": 1}, "run-1", False)
     # a changed (acked), b exits (acked), c changes but is not acknowledged: it keeps run-1's values
     sync(store, tmp_path, "run-2", [("a", "changed", two, one), ("b", "exited", None, one), ("c", "changed", two, one)], ["a", "b"])
     a, b, c = (store.held("t", "d", i) for i in "abc")
-    assert a is not None and (a.values, a.run_id, a.exited) == ({"n": 2}, "run-2", False)
-    assert b is not None and (b.values, b.run_id, b.exited) == ({"n": 1}, "run-2", True)
-    assert c is not None and (c.values, c.run_id) == ({"n": 1}, "run-1")
+    assert a is not None
+    assert (a.values, a.run_id, a.exited) == ({"n": 2}, "run-2", False)
+    assert b is not None
+    assert (b.values, b.run_id, b.exited) == ({"n": 1}, "run-2", True)
+    assert c is not None
+    assert (c.values, c.run_id) == ({"n": 1}, "run-1")
     assert store.held("t", "d", "nobody") is None
     assert store.held("t", "other", "a") is None
     # the diff still sees only live rows
@@ -52,7 +56,8 @@ def test_held_names_the_run_and_keeps_exits(store: StateStore, tmp_path: Path) -
     # b comes back: no longer exited
     sync(store, tmp_path, "run-3", [("b", "added", two, None)], ["b"])
     b = store.held("t", "d", "b")
-    assert b is not None and (b.values, b.run_id, b.exited) == ({"n": 2}, "run-3", False)
+    assert b is not None
+    assert (b.values, b.run_id, b.exited) == ({"n": 2}, "run-3", False)
     store.reset("t")
     assert store.held("t", "d", "a") is None
 
@@ -67,18 +72,23 @@ def test_exits_survive_compaction(store: StateStore, tmp_path: Path) -> None:
         sync(store, tmp_path, f"r{i}", [(f"u{i}", "changed", new, v)], [f"u{i}"])
     assert len(store.snapshot_files("t", "d")) <= 9  # compacted at least once (local) or one export (Postgres)
     gone = store.held("t", "d", "u0")
-    assert gone is not None and (gone.exited, gone.run_id, gone.values) == (True, "gone", {"n": 0})
+    assert gone is not None
+    assert (gone.exited, gone.run_id, gone.values) == (True, "gone", {"n": 0})
     last = store.held("t", "d", "u9")
-    assert last is not None and (last.run_id, last.values) == ("r9", {"n": 9})
+    assert last is not None
+    assert (last.run_id, last.values) == ("r9", {"n": 9})
     assert set(snapshot(store, "t", "d")) == {f"u{i}" for i in range(1, 10)}
 
 
 def test_run_lookup_count_and_pages(store: StateStore) -> None:
     for i in range(7):
         store.save_run(RunRecord(run_id=f"r{i}", trait="a" if i % 2 == 0 else "b", started_at=f"2026-01-01T00:00:0{i}.000Z", status="ok"))
-    assert store.count_runs() == 7 and store.count_runs("a") == 4 and store.count_runs("none") == 0
+    assert store.count_runs() == 7
+    assert store.count_runs("a") == 4
+    assert store.count_runs("none") == 0
     found = store.run("r3")
-    assert found is not None and found.trait == "b"
+    assert found is not None
+    assert found.trait == "b"
     assert store.run("missing") is None
     assert [r.run_id for r in store.runs("a", limit=2)] == ["r6", "r4"]
     assert [r.run_id for r in store.runs("a", limit=2, offset=2)] == ["r2", "r0"]
