@@ -38,6 +38,9 @@ def test_a_loaded_console_does_not_delay_due_runs(project: Project, daemons: Cal
     daemon = daemons()
     wait_for(lambda: project.finished("fast"), "the first run", 30)
     first = project.finished("fast")[0]
+    listed = httpx.get(f"http://127.0.0.1:{daemon.port}/api/traits", timeout=30).json()["traits"]
+    assert [t["name"] for t in listed] == ["fast"]
+    assert listed[0]["next_run"] is not None, "the daemon's console shows when the trait runs next"
     paths = ["/", "/api/traits", "/traits/fast", "/api/traits/fast", f"/runs/{first.run_id}", f"/api/runs/{first.run_id}", "/profiles/u3", "/healthz"]
     statuses: dict[int, int] = {}
     lock = threading.Lock()

@@ -74,18 +74,18 @@ def describe_destination(config: Config, name: str) -> dict[str, Any]:
     elif isinstance(dest, SegmentDestination):
         target = _host_only(dest.base_url)
     elif isinstance(dest, WebhookDestination):
-        target = _host_only(dest.url, keep_path=True)
+        target = _host_only(dest.url)  # a webhook's path is often its secret (…/hooks/T0/XyZ)
     else:  # pragma: no cover - every type is above
         target = ""
     return {"name": name, "type": dest.type, "target": target}
 
 
-def _host_only(url: str, keep_path: bool = False) -> str:
-    """A URL without credentials or query: what is safe to show."""
+def _host_only(url: str) -> str:
+    """A URL's scheme, host and port, without credentials, path or query: what is safe to show."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path if keep_path else ''}"
+    return f"{parts.scheme}://{host}{port}"
 
 
 def _trait_settings(config: Config, name: str) -> dict[str, Any]:
@@ -142,15 +142,14 @@ def _live_traits(console: Console) -> dict[str, Any]:
     return traits
 
 
-def _next_run(console: Console, config: Config, state: StateStore, name: str) -> str | None:
-    live = _live_traits(console).get(name)
-    if live is not None:
-        at = live.get("next_run")
-        return str(at) if at else None
+def _next_runs(console: Console, config: Config, state: StateStore) -> dict[str, str | None]:
+    """Each trait's next run: from the daemon serving this console, else as a daemon stored it."""
+    if console.live is not None:
+        live = _live_traits(console)
+        return {name: (str(live[name]["next_run"]) if live.get(name, {}).get("next_run") else None) for name in config.traits}
     from traits.scheduler.schedule import next_run_times
 
-    at = next_run_times(config, state).get(name)
-    return at.isoformat() if isinstance(at, datetime) else None
+    return {name: at.isoformat() if isinstance(at, datetime) else None for name, at in next_run_times(config, state).items()}
 
 
 # -- the pages ------------------------------------------------------------------------------
@@ -159,6 +158,7 @@ def traits_list(console: Console) -> dict[str, Any]:
     config = console.config()
     rows: list[dict[str, Any]] = []
     with console.state(config) as state:
+        upcoming = _next_runs(console, config, state)
         for name, trait in config.traits.items():
             last = next((r for r in state.runs(name, 5) if r.status in FINAL_STATUSES), None)
             holder = state.lock_holder(name)
@@ -169,7 +169,7 @@ def traits_list(console: Console) -> dict[str, Any]:
                 "destinations": list(trait.destinations), "schedule": str(trait.schedule), "enabled": trait.enabled,
                 "health": health(last, holder is not None), "held_by": holder,
                 "last_run": run_summary(last) if last else None,
-                "next_run": _next_run(console, config, state, name) if trait.enabled else None,
+                "next_run": upcoming.get(name) if trait.enabled else None,
                 "runs": state.count_runs(name),
             }
             rows.append(row)
@@ -188,7 +188,7 @@ def trait_detail(console: Console, name: str, page: int = 1, per_page: int = RUN
         runs = state.runs(name, per_page, (paging["page"] - 1) * per_page)
         chart_runs = state.runs(name, CHART_RUNS)
         held_by = state.lock_holder(name)
-        next_run = _next_run(console, config, state, name)
+        next_run = _next_runs(console, config, state).get(name)
         snapshots = state.snapshot_destinations(name)
     try:
         sql = config.trait_sql(name)
