@@ -50,7 +50,9 @@ def render(chart: dict[str, Any]) -> str:
         out.append(f'<text class="axis" x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{_short(tick)}</text>')
         tick = 1 if tick == 0 else tick * 10
     # x labels: a few dates
-    for index in sorted({0, len(points) - 1, *range(0, len(points), max(1, len(points) // 6))}):
+    last = len(points) - 1
+    ticks = [i for i in range(0, last, max(1, len(points) // 6)) if i == 0 or x(last) - x(i) >= 110] + ([last] if last else [])
+    for index in ticks:
         label = escape(str(points[index]["started_at"])[5:16].replace("T", " "))
         anchor = "start" if index == 0 else "end" if index == len(points) - 1 else "middle"
         out.append(f'<text class="axis" x="{x(index):.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}">{label}</text>')
