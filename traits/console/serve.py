@@ -8,6 +8,7 @@ SIGTERM/SIGHUP handling stays its own; ``stop`` asks the server to finish and wa
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import threading
 import time
@@ -74,9 +75,23 @@ class AppServer:
         self.sock.close()
 
     def serve_forever(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM (uvicorn's own handlers)."""
-        self.server.run(sockets=[self.sock])
-        self.sock.close()
+        """Serve (in the server's thread) until SIGTERM or SIGINT, then stop and return.
+
+        The signals are handled here, not by uvicorn, which would raise them again once it has
+        stopped and so end the process with the signal instead of exit code 0.
+        """
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not stop.wait(0.5):
+                if not self.thread.is_alive():
+                    raise OSError(f"the HTTP server on {self.address} stopped: {self.error or 'see the log'}")
+            log.info("console stopping")
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def console_app(config_provider: Any, host: str, live: Any = None, health: Any = None, metrics: Any = None) -> ASGIApp:
