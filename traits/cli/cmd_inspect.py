@@ -144,11 +144,11 @@ def reset(obj: Context, name: str, destination: str | None, as_json: bool) -> No
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address for /healthz and /metrics.")
-@click.option("--port", default=9465, show_default=True, type=int, help="Port for /healthz and /metrics.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address for /healthz, /metrics and the console.")
+@click.option("--port", default=9465, show_default=True, type=int, help="Port for /healthz, /metrics and the console.")
 @click.pass_obj
 def daemon(obj: Context, host: str, port: int) -> None:
-    """Run every enabled trait on its schedule; serve /healthz and /metrics."""
+    """Run every enabled trait on its schedule; serve /healthz, /metrics and the read-only console."""
     from traits.scheduler.daemon import run_daemon
 
     raise SystemExit(run_daemon(Path(obj.config_dir), host, port))
