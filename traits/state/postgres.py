@@ -426,18 +426,26 @@ class PostgresStateStore(StateStore):
                         copy.write(chunk)
                 conn.execute("analyze pending")  # a temp table has no statistics: the joins below need them
                 acked = f"p.id in (select id from {s}.acks where run_id = %(r)s and destination = %(d)s)"
-                # the profile's record of exits: an exit replaces it, a return removes it
-                conn.execute(
-                    f"""insert into {s}.exited_rows (trait, destination, id, v, u, r)
-                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.v, p.u, %(r)s from pending p where {acked} and p.deleted
-                    on conflict (trait, destination, id) do update set v = excluded.v, u = excluded.u, r = excluded.r""",
+                # the profile's record of exits: an exit replaces it, a return removes it (each
+                # statement only when there is something for it, so a first sync pays nothing)
+                has_exits, has_exited = conn.execute(
+                    f"""select exists (select 1 from pending where deleted),
+                        exists (select 1 from {s}.exited_rows where trait = %(t)s and destination = %(d)s)""",
                     key,
-                )
-                conn.execute(
-                    f"delete from {s}.exited_rows x using pending p where {acked} and not p.deleted "
-                    "and x.trait = %(t)s and x.destination = %(d)s and x.id = p.id",
-                    key,
-                )
+                ).fetchone() or (False, False)
+                if has_exits:
+                    conn.execute(
+                        f"""insert into {s}.exited_rows (trait, destination, id, v, u, r)
+                        select distinct on (p.id) %(t)s, %(d)s, p.id, p.v, p.u, %(r)s from pending p where {acked} and p.deleted
+                        on conflict (trait, destination, id) do update set v = excluded.v, u = excluded.u, r = excluded.r""",
+                        key,
+                    )
+                if has_exited:
+                    conn.execute(
+                        f"delete from {s}.exited_rows x using pending p where {acked} and not p.deleted "
+                        "and x.trait = %(t)s and x.destination = %(d)s and x.id = p.id",
+                        key,
+                    )
                 conn.execute(
                     f"delete from {s}.snapshot_rows r using pending p where {acked} and p.deleted "
                     "and r.trait = %(t)s and r.destination = %(d)s and r.id = p.id",
