@@ -12,7 +12,8 @@ Routes, each page beside its JSON twin (``/api`` + the same path, or ``?format=j
 
 GET (and HEAD) only: anything else is 405. Unknown traits, runs and ids are 404. Every page
 is rendered from the dict its view returns, and every JSON body goes through the redactor.
-The views read the state store with blocking calls, so they run in Starlette's thread pool.
+The views read the state store with blocking calls, so they run in worker threads, a few at a
+time (``PAGE_THREADS``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import anyio.to_thread
+from anyio import CapacityLimiter
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -46,6 +49,11 @@ HERE = Path(__file__).parent
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: paths served without credentials
 OPEN_PATHS = ("/healthz", "/metrics")
+
+#: worker threads for the pages (the default is 40): in the daemon they share the GIL with the
+#: scheduler's threads, and a few are enough to keep a busy console from delaying a due run;
+#: /healthz and /metrics have a thread of their own, so a probe never waits behind pages
+PAGE_THREADS = 2
 
 Health = Callable[[], tuple[bool, dict[str, Any]]]
 Metrics = Callable[[], bytes]
@@ -90,6 +98,11 @@ def _int(request: Request, name: str, default: int = 1) -> int:
 
 def create_app(console: views.Console | None, access: Access, health: Health | None = None, metrics: Metrics | None = None) -> ASGIApp:
     """The app; without a ``console`` it serves only ``/healthz`` and ``/metrics``."""
+    pages, probes = CapacityLimiter(PAGE_THREADS), CapacityLimiter(1)
+
+    async def in_thread(limiter: CapacityLimiter, fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=limiter)
+
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
     env.globals.update(version=__version__, legend=chart.legend())
@@ -99,7 +112,7 @@ def create_app(console: views.Console | None, access: Access, health: Health | N
         async def endpoint(request: Request) -> Response:
             as_json = request.url.path.startswith("/api/") or request.query_params.get("format") == "json"
             try:
-                data = await run_in_threadpool(view, request)
+                data = await in_thread(pages, view, request)
             except views.NotFound as e:
                 if as_json:
                     return _Redacted({"error": str(e)}, status_code=404)
@@ -148,7 +161,7 @@ def create_app(console: views.Console | None, access: Access, health: Health | N
         as_json = request.url.path.startswith("/api/") or request.query_params.get("format") == "json"
         q = request.query_params.get("q", "").strip()
         if not as_json and q:
-            data = await run_in_threadpool(search_view, request)
+            data = await in_thread(pages, search_view, request)
             if data["exact_trait"]:
                 return RedirectResponse(f"/traits/{quote(q, safe='')}", status_code=303)
             if data["run"]:
@@ -160,13 +173,13 @@ def create_app(console: views.Console | None, access: Access, health: Health | N
     async def healthz(request: Request) -> Response:
         if health is None:
             return _Redacted({"status": "ok", "console": True})
-        healthy, body = await run_in_threadpool(health)
+        healthy, body = await in_thread(probes, health)
         return _Redacted(body, status_code=200 if healthy else 503)
 
     async def metrics_endpoint(request: Request) -> Response:
         if metrics is None:
             return PlainTextResponse("not found: this console runs without a daemon, so it has no metrics\n", status_code=404)
-        return Response(await run_in_threadpool(metrics), media_type=METRICS_CONTENT_TYPE)
+        return Response(await in_thread(probes, metrics), media_type=METRICS_CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith("/api/"):
