@@ -222,7 +222,7 @@ def run_detail(console: Console, run_id: str, page: int = 1, per_page: int = CAL
     return {
         "run": run_summary(run), "phase": run.phase, "owner": run.owner, "full_resync": run.full_resync,
         "phases": _phases(run), "destinations": destinations,
-        "next_step": NEXT_STEP.get(run.status) if run.status != "ok" else None,
+        "next_step": NEXT_STEP[run.status].replace("NAME", run.trait) if run.status in NEXT_STEP else None,
         "given_up": given_up[start : start + per_page], "given_up_paging": paging,
         "given_up_total": run.failed,
         "dry_run_calls": [],  # dry runs are not kept in history: `traits run --dry-run` prints them
