@@ -270,6 +270,7 @@ class _Runner:
         # before it was killed would not be sent again
         if PHASES.index(phase) > PHASES.index(record.phase):
             record.phase = phase
+        record.phase_started.setdefault(phase, now_iso())  # the console's timings per phase
         if not self.options.dry_run:
             self.state.save_run(record)
         log.info("%s", phase, extra={"trait": self.name, "run_id": record.run_id, "phase": phase})

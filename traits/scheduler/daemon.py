@@ -242,7 +242,7 @@ class Daemon:
         from apscheduler.events import EVENT_JOB_SUBMITTED
 
         try:
-            server = StatusServer(host, port, self.health, self.metrics.render)
+            server = StatusServer(host, port, self.health, self.metrics.render, config=lambda: self.config)
         except OSError as e:
             log.error("cannot serve health and metrics on %s:%s: %s", host, port, e.strerror)  # noqa: TRY400
             return ExitCode.CONFIG
@@ -252,7 +252,7 @@ class Daemon:
         self.sync_jobs(self.config)
         self.scheduler.start()
         server.start()
-        log.info("daemon started", extra={"status": f"serving http://{server.address}/healthz and /metrics"})
+        log.info("daemon started", extra={"status": f"serving http://{server.address}/healthz, /metrics and the console at /"})
         try:
             return self._loop()
         finally:
