@@ -62,7 +62,7 @@ def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from traits.cli import cmd_demo, cmd_inspect, cmd_preview, cmd_run, cmd_validate
+    from traits.cli import cmd_demo, cmd_inspect, cmd_preview, cmd_revert, cmd_run, cmd_validate
 
     cli.add_command(cmd_validate.validate)
     cli.add_command(cmd_preview.preview)
@@ -72,6 +72,7 @@ def _register() -> None:
     cli.add_command(cmd_inspect.reset)
     cli.add_command(cmd_inspect.daemon)
     cli.add_command(cmd_demo.demo)
+    cli.add_command(cmd_revert.revert)
 
 
 _register()

@@ -4,13 +4,17 @@
   or another command writes;
 - a lock per trait with ``filelock`` (an OS lock: released when its process dies);
 - snapshots as Parquet files under a manifest (``snapshot_files.SnapshotDir``);
-- acknowledgement logs as JSON lines appended and fsynced per acknowledged batch.
+- acknowledgement logs as JSON lines appended and fsynced per acknowledged batch;
+- each commit's changes as a Parquet file under ``history/TRAIT/DESTINATION/`` (named by
+  run), written before the snapshot advances, pruned by age;
+- pending exits as one Parquet file per (trait, destination) under ``pending/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -27,7 +31,7 @@ from traits.errors import LockedError, StateError
 from traits.state import sql
 from traits.state.base import AckLog, StateStore
 from traits.state.records import RunRecord
-from traits.state.snapshot_files import SnapshotDir
+from traits.state.snapshot_files import SnapshotDir, finish_file
 
 _SCHEMA = """
 create table if not exists runs (
@@ -188,6 +192,8 @@ class LocalStateStore(StateStore):
             f"select unnest(k) from read_json('{sql_path(acks)}', format = 'newline_delimited', "
             "columns = {k: 'VARCHAR[]'}, ignore_errors = true)"
         )
+        # the changes are recorded first: a crash before the fold leaves them to be written again
+        self._record_changes(run_id, trait, destination, changes, keys)
         rows = sql.fold(changes, keys, tmp)
         snapshot.add(name, tmp, rows)
         # the delta is durable and listed: the log has done its work
@@ -197,6 +203,7 @@ class LocalStateStore(StateStore):
         names = [destination] if destination else self.snapshot_destinations(trait)
         for name in names:
             self._snapshot(trait, name).clear()
+            self._pending_path(trait, name).unlink(missing_ok=True)
         return names
 
     def snapshot_destinations(self, trait: str) -> list[str]:
@@ -204,6 +211,55 @@ class LocalStateStore(StateStore):
         if not base.is_dir():
             return []
         return sorted(p.name for p in base.iterdir() if (p / "manifest.json").exists())
+
+    # -- run changes and pending exits -------------------------------------------------------
+    def _history_dir(self, trait: str, destination: str) -> Path:
+        return self.root / "history" / trait / destination
+
+    def _record_changes(self, run_id: str, trait: str, destination: str, changes: Path, keys_sql: str) -> None:
+        directory = self._history_dir(trait, destination)
+        directory.mkdir(parents=True, exist_ok=True)
+        name = f"{run_id}.{time.time_ns()}.parquet"
+        tmp = directory / (name + ".tmp")
+        if sql.record_changes(changes, keys_sql, tmp):
+            finish_file(tmp, directory / name)
+        else:
+            tmp.unlink(missing_ok=True)
+
+    def run_changes(self, run_id: str, trait: str, destination: str, out: Path) -> bool:
+        files = sorted(self._history_dir(trait, destination).glob(f"{run_id}.*.parquet"))
+        if not files:
+            return False
+        sql.concat(files, out)
+        return True
+
+    def prune_changes(self, older_than: float) -> None:
+        cutoff = time.time() - older_than
+        for path in (self.root / "history").glob("*/*/*.parquet"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _pending_path(self, trait: str, destination: str) -> Path:
+        return self.root / "pending" / trait / f"{destination}.parquet"
+
+    def pending_exits(self, trait: str, destination: str) -> Path | None:
+        path = self._pending_path(trait, destination)
+        return path if path.exists() else None
+
+    def save_pending_exits(self, trait: str, destination: str, pending: Path) -> None:
+        target = self._pending_path(trait, destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(pending, tmp)
+        finish_file(tmp, target)
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        with self._db() as db:
+            row = db.execute("select record from runs where run_id = ?", (run_id,)).fetchone()
+        return RunRecord.from_dict(json.loads(row[0])) if row else None
 
     # -- small values ------------------------------------------------------------------------
     def get_value(self, key: str) -> Any:

@@ -36,3 +36,36 @@ def fold(changes: Path, acked_keys_sql: str, out: Path) -> int:
         return int(row[0]) if row else 0
     finally:
         con.close()
+
+
+#: a change file's rows as recorded changes (``state.base.CHANGE_COLUMNS``)
+CHANGES_SELECT = (
+    "id, change, old_h as before_h, old_v as before_v, old_u as before_u, "
+    "case when change = 'exited' then null else h end as after_h, "
+    "case when change = 'exited' then null else v end as after_v, "
+    "case when change = 'exited' then null else uid end as after_u"
+)
+
+
+def record_changes(changes: Path, acked_keys_sql: str, out: Path) -> int:
+    """Write the acknowledged rows of ``changes`` as recorded changes; returns their count."""
+    con = connect(out.parent)
+    try:
+        con.execute(
+            f"""COPY (select {CHANGES_SELECT} from read_parquet('{sql_path(changes)}') c where c.id in ({acked_keys_sql}))
+            TO '{sql_path(out)}' {PARQUET}"""
+        )
+        row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+def concat(files: Sequence[Path], out: Path) -> None:
+    """Write the rows of several Parquet files of one layout as one file."""
+    con = connect(out.parent)
+    try:
+        paths = "[" + ", ".join(f"'{sql_path(p)}'" for p in files) + "]"
+        con.execute(f"COPY (select * from read_parquet({paths})) TO '{sql_path(out)}' {PARQUET}")
+    finally:
+        con.close()
