@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from traits.errors import ValidationError
+from traits.errors import ConfigError, ValidationError
 
 if TYPE_CHECKING:
     from traits.config.models import Config
@@ -110,11 +110,26 @@ def reserved_warnings(config: Config, name: str, keys: list[str]) -> list[str]:
     return warnings
 
 
+def check_stored_keys(config: Config, state: StateStore) -> list[str]:
+    """For ``traits validate``: raise on a collision among the keys runs recorded; return the warnings."""
+    known = known_keys(config, state)
+    found = collisions(config, known)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise ConfigError(
+            f"{found[0]}{more}",
+            hint="rename the column in one of them, or set allow_shared_keys: true on one to accept it",
+        )
+    return [w for name, keys in known.items() for w in reserved_warnings(config, name, keys)]
+
+
 def check_keys_at_run(config: Config, state: StateStore, name: str, keys: list[str], *, persist: bool) -> list[str]:
     """Stop a run whose keys collide with another trait's; record its keys; return the warnings."""
     known = known_keys(config, state)
     known[name] = keys
     found = [c for c in collisions(config, known) if name in (c.first, c.second)]
+    if persist and stored_keys(state, name) != keys:  # recorded even when they collide, so validate names it too
+        state.set_value(KEYS_PREFIX + name, {"kind": config.traits[name].kind, "keys": keys})
     if found:
         first = found[0]
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
@@ -125,9 +140,7 @@ def check_keys_at_run(config: Config, state: StateStore, name: str, keys: list[s
     warnings = reserved_warnings(config, name, keys)
     for warning in warnings:
         log.warning("%s", warning, extra={"trait": name})
-    if persist and stored_keys(state, name) != keys:
-        state.set_value(KEYS_PREFIX + name, {"kind": config.traits[name].kind, "keys": keys})
     return warnings
 
 
-__all__ = ["Collision", "check_keys_at_run", "collisions", "known_keys", "reserved_warnings", "stored_keys"]
+__all__ = ["Collision", "check_keys_at_run", "check_stored_keys", "collisions", "known_keys", "reserved_warnings", "stored_keys"]
