@@ -35,6 +35,10 @@ class SemanticsProject(Project):
     def configure(self, traits: str, **destination: Any) -> None:
         self.write(traits, extra=self.settings_yaml(), destinations=self.destinations_yaml(**destination))
 
+    def run_json_cmd(self, *args: str) -> tuple[int, dict[str, Any]]:
+        result = self.cli(*args, "--json")
+        return result.exit_code, json.loads(result.stdout)
+
     def calls_since(self, mark: int) -> list[dict[str, Any]]:
         return [c for r in self.receiver.snapshot()[mark:] if r.accepted for c in r.calls]
 
