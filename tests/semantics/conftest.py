@@ -14,9 +14,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "destinations"))
 
-from receiver import Receiver  # noqa: E402
+from receiver import Receiver
 
-from tests.conftest import PG_DSN, Project  # noqa: E402
+from tests.conftest import PG_DSN, Project
 
 
 class SemanticsProject(Project):

@@ -115,7 +115,8 @@ def _print_plan(counts: dict[str, Any], destinations: list[str]) -> None:
             f"· {c.unchanged:,} unchanged"
         )
         for held in c.pending:
-            stdout.print(f"      [dim]pending exit[/] {escape(str(held['id']))}: missing {held['missing_runs']} run(s), exits {escape(held['exits'])}", markup=True)
+            missing = f"missing {held['missing_runs']} run(s), exits {held['exits']}"
+            stdout.print(f"      [dim]pending exit[/] {escape(str(held['id']))}: {escape(missing)}", markup=True)
         if c.pending_exit > len(c.pending):
             stdout.print(f"      [dim]… and {c.pending_exit - len(c.pending):,} more pending exit(s)[/]", markup=True)
 

@@ -90,13 +90,13 @@ def _unsigned(column: str) -> str:
 
 def changes_history_csv(changes: Path, csv: Path) -> None:
     """A change file's rows as recorded changes, CSV for ``copy ... from stdin``."""
-    from traits.state.sql import CHANGES_SELECT
+    from traits.state.sql import CHANGES_SELECT, changes_source
 
     con = duck_connect(changes.parent)
     try:
         con.execute(
             f"""COPY (select id, change, {_signed("before_h")} as before_h, before_v, before_u, {_signed("after_h")} as after_h, after_v, after_u
-                from (select {CHANGES_SELECT} from read_parquet('{sql_path(changes)}')))
+                from (select {CHANGES_SELECT} from {changes_source(con, changes)}))
             TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, change, before_v, before_u, after_v, after_u))"""
         )
     finally:

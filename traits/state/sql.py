@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traits.columnar import HASH_CANARY_SQL, connect, latest_rows, sql_path
+
+if TYPE_CHECKING:
+    import duckdb
 
 PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
 
@@ -45,6 +49,15 @@ CHANGES_SELECT = (
     "case when change = 'exited' then null else v end as after_v, "
     "case when change = 'exited' then null else uid end as after_u"
 )
+#: columns a change file written before runs kept their before values lacks (a resumed old run)
+_BEFORE_COLUMNS = {"old_h": "ubigint", "old_v": "varchar", "old_u": "varchar"}
+
+
+def changes_source(con: duckdb.DuckDBPyConnection, changes: Path) -> str:
+    """The change file as a SQL source with every column ``CHANGES_SELECT`` reads."""
+    names = {str(r[0]) for r in con.execute(f"select name from parquet_schema('{sql_path(changes)}')").fetchall()}
+    missing = ", ".join(f"cast(null as {t}) as {c}" for c, t in _BEFORE_COLUMNS.items() if c not in names)
+    return f"(select *{', ' + missing if missing else ''} from read_parquet('{sql_path(changes)}'))"
 
 
 def record_changes(changes: Path, acked_keys_sql: str, out: Path) -> int:
@@ -52,7 +65,7 @@ def record_changes(changes: Path, acked_keys_sql: str, out: Path) -> int:
     con = connect(out.parent)
     try:
         con.execute(
-            f"""COPY (select {CHANGES_SELECT} from read_parquet('{sql_path(changes)}') c where c.id in ({acked_keys_sql}))
+            f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in ({acked_keys_sql}))
             TO '{sql_path(out)}' {PARQUET}"""
         )
         row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
