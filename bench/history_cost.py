@@ -24,7 +24,8 @@ def main(rows: int) -> None:
         con = connect(root)
         con.execute(
             f"""COPY (select 'user-' || g as id, 'changed' as change, hash(g) as h,
-                    '{{"active":true,"open_tickets":' || (g % 17) || ',"plan":"' || (['free','pro','team'])[g % 3 + 1] || '","score":' || (g % 1000) || '}}' as v,
+                    '{{"active":true,"open_tickets":' || (g % 17) || ',"plan":"' || (['free','pro','team'])[g % 3 + 1]
+                        || '","score":' || (g % 1000) || '}}' as v,
                     cast(null as varchar) as uid,
                     '{{"active":false,"open_tickets":' || (g % 13) || ',"plan":"free","score":' || (g % 999) || '}}' as old_v,
                     hash(g + 1) as old_h, cast(null as varchar) as old_u

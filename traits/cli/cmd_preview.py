@@ -125,10 +125,13 @@ def _rules(config: Config, name: str) -> list[str]:
     """What the trait's exit and guard options do, in words."""
     trait = config.traits[name]
     policy = ExitPolicy.of(trait.on_exit)
-    default = "nothing (kept)" if policy.default is None else policy.default
-    columns = ", ".join(f"{k} → {'kept' if v is None else v}" for k, v in policy.columns.items())
-    lines = [f"an exit sends: {columns + '; ' if columns else ''}every other column {default}"
-             + (" (no call when nothing is left)" if policy.columns or policy.default is None else "")]
+    if policy.sends_nothing:
+        lines = ["an exit sends no call (on_exit: keep); the id leaves the snapshot"]
+    else:
+        default = "kept out of the call" if policy.default is None else policy.default
+        columns = ", ".join(f"{k} → {'kept' if v is None else v}" for k, v in policy.columns.items())
+        lines = [f"an exit sends: {columns + '; ' if columns else ''}{'every other' if columns else 'every'} column {default}"
+                 + (" (no call when nothing is left)" if policy.columns else "")]
     if trait.exit_after is not None:
         lines.append(f"an id exits once missing for {trait.exit_after}; until then it is pending and nothing is sent")
     guards = [f"max_exit_ratio {trait.max_exit_ratio:.0%}"]

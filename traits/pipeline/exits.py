@@ -117,12 +117,20 @@ def pending_path(changes: Path, destination: str) -> Path:
 
 def hold_back(
     con: duckdb.DuckDBPyConnection, state: StateStore, trait: str, destination: str, changes: Path, *,
-    exit_after: ExitAfter | None, run_id: str, started_at: str,
+    exit_after: ExitAfter | None, run_id: str, started_at: str, exited: int,
 ) -> Held:
-    """Take the exits that are not due yet out of ``changes``; write the run's pending-exit file."""
+    """Take the exits that are not due yet out of ``changes``; write the run's pending-exit file.
+
+    ``exited`` is the diff's count of exits: with none, no id is missing and there is nothing
+    to read (the pending file is written empty only when one is kept, to clear it).
+    """
     out = pending_path(changes, destination)
     source = f"read_parquet('{sql_path(changes)}')"
     previous = state.pending_exits(trait, destination)
+    if exited == 0:
+        if previous is not None:
+            con.execute(f"COPY (select {PENDING_COLUMNS} from read_parquet('{sql_path(previous)}') where false) TO '{sql_path(out)}' (FORMAT parquet)")
+        return Held(exited=0, pending=0, shown=[])
     before = (
         f"read_parquet('{sql_path(previous)}')" if previous is not None
         else "(select cast(null as varchar) as id, cast(null as varchar) as first_missing_at, 0 as misses, "

@@ -175,9 +175,14 @@ class _Revert:
         con = columnar.connect(run_dir, self.config.settings.memory_limit)
         try:
             for destination in record.destinations:
-                plans[destination] = self._plan(con, run_dir, destination)
+                plan = self._plan(con, run_dir, destination)
+                if plan is not None:
+                    plans[destination] = plan
         finally:
             con.close()
+        if not plans:
+            raise ConfigError(f"run {record.reverts} changed nothing at {', '.join(record.destinations)}: there is nothing to revert")
+        record.destinations = {d: record.destinations[d] for d in plans}
         conflicts = {d: p for d, p in plans.items() if p.conflict_count}
         if conflicts and not record.force:
             parts = [f"{d}: {p.conflict_count:,} id(s), " + ", ".join(repr(i) for i in p.conflicts) for d, p in conflicts.items()]
@@ -216,13 +221,17 @@ class _Revert:
             timestamp=self.record.started_at, send="row", on_exit="clear",
         )
 
-    def _plan(self, con: duckdb.DuckDBPyConnection, run_dir: Path, destination: str) -> Plan:
-        """The change file that takes ``destination`` back to before the reverted run."""
+    def _plan(self, con: duckdb.DuckDBPyConnection, run_dir: Path, destination: str) -> Plan | None:
+        """The change file that takes ``destination`` back to before the reverted run; None if it changed nothing there."""
         record = self.record
         assert record.reverts is not None
         history = run_dir / f"reverted-{destination}.parquet"
         out = run_dir / f"changes-{destination}.parquet"
         if not self.state.run_changes(record.reverts, record.trait, destination, history):
+            target = self.state.find_run(record.reverts)
+            sent = target.destinations.get(destination) if target is not None else None
+            if sent is None or sent.sent == 0:
+                return None  # it sent nothing there (or left only kept exits): nothing to undo
             raise ConfigError(
                 f"run {record.reverts} changed nothing at {destination} that is still kept",
                 hint="a run's changes are kept for settings.history_retention (default 30 days); runs that sent nothing have none",

@@ -291,10 +291,10 @@ class _Runner:
             )
             held = hold_back(
                 differ.con, self.state, self.name, destination, path,
-                exit_after=self.trait.exit_after, run_id=record.run_id, started_at=record.started_at,
+                exit_after=self.trait.exit_after, run_id=record.run_id, started_at=record.started_at, exited=counts.exited,
             )
             counts.exited = held.exited
-            self.exit_calls[destination] = exit_calls(differ.con, path, ExitPolicy.of(self.trait.on_exit))
+            self.exit_calls[destination] = exit_calls(differ.con, path, ExitPolicy.of(self.trait.on_exit)) if counts.exited else 0
             check_sizes(differ.con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
             if not skip_guard:  # exits count as they would be sent: pending and kept ones send nothing
                 sent = DiffCounts(changed=counts.changed, exited=self.exit_calls[destination], snapshot_rows=counts.snapshot_rows)
