@@ -150,3 +150,26 @@ def test_a_revert_killed_mid_delivery_resumes_and_ends_at_the_state_before(seman
     for call in p.receiver.accepted_calls():
         content = json.dumps({k: v for k, v in call.items() if k != "sentAt"}, sort_keys=True)
         assert seen.setdefault(call["messageId"], content) == content
+
+
+def test_an_account_trait_revert_keeps_each_group_call_s_user_id(semantics: SemanticsProject) -> None:
+    p = semantics
+    p.configure(TRAIT.replace("kind: user", "kind: account").replace(
+        "select id as user_id, plan, score from people", "select id as group_id, 'owner-' || id as user_id, plan, score from people"
+    ))
+    p.sql("create table people as select 'g' || g as id, 'pro' as plan, g as score from generate_series(1, 6) g")
+    code, _ = p.run_json("t")
+    assert code == 0
+    before = p.profiles("groupId")
+    p.sql("update people set plan = 'broken'")
+    p.sql("insert into people values ('g99', 'new', 99)")
+    code, out = p.run_json("t")
+    assert code == 0
+    mark = p.mark()
+    code, out = p.run_json_cmd("revert", out["runs"][0]["run_id"])
+    assert code == 0, out
+    assert p.profiles("groupId") == before
+    calls = {c["groupId"]: c for c in p.calls_since(mark)}
+    assert calls["g99"]["traits"] == {"plan": None, "score": None}
+    assert calls["g99"]["userId"] == "owner-g99"
+    assert calls["g1"]["userId"] == "owner-g1"

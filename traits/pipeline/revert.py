@@ -253,7 +253,8 @@ class _Revert:
         send = "not reverted" + ("" if record.force else " and as_left")
         con.execute(
             f"""COPY (
-                select ch.id, {REVERSED} as change, ch.before_h as h, ch.before_v as v, ch.before_u as uid,
+                select ch.id, {REVERSED} as change, ch.before_h as h, ch.before_v as v,
+                       case when ch.change = 'added' then coalesce(ch.cur_u, ch.after_u) else ch.before_u end as uid,
                        case when ch.change = 'added' then coalesce(ch.cur_v, ch.after_v) else ch.cur_v end as old_v,
                        ch.cur_h as old_h, ch.cur_u as old_u
                 from revert_plan ch where {send}
