@@ -192,9 +192,16 @@ class LocalStateStore(StateStore):
             f"select unnest(k) from read_json('{sql_path(acks)}', format = 'newline_delimited', "
             "columns = {k: 'VARCHAR[]'}, ignore_errors = true)"
         )
-        # the changes are recorded first: a crash before the fold leaves them to be written again
-        self._record_changes(run_id, trait, destination, changes, keys)
-        rows = sql.fold(changes, keys, tmp)
+        # the run's changes are made durable before the snapshot advances: a crash between the two
+        # leaves the acks, and the next commit writes both again (a revert reads each id once)
+        history = self._history_dir(trait, destination)
+        history.mkdir(parents=True, exist_ok=True)
+        record = history / f"{run_id}.{time.time_ns()}.parquet"
+        recorded, rows = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp)
+        if recorded:
+            finish_file(record.with_name(record.name + ".tmp"), record)
+        else:
+            record.with_name(record.name + ".tmp").unlink(missing_ok=True)
         snapshot.add(name, tmp, rows)
         # the delta is durable and listed: the log has done its work
         acks.rename(acks.with_name(f"{acks.stem}.{time.time_ns()}.committed"))
@@ -215,16 +222,6 @@ class LocalStateStore(StateStore):
     # -- run changes and pending exits -------------------------------------------------------
     def _history_dir(self, trait: str, destination: str) -> Path:
         return self.root / "history" / trait / destination
-
-    def _record_changes(self, run_id: str, trait: str, destination: str, changes: Path, keys_sql: str) -> None:
-        directory = self._history_dir(trait, destination)
-        directory.mkdir(parents=True, exist_ok=True)
-        name = f"{run_id}.{time.time_ns()}.parquet"
-        tmp = directory / (name + ".tmp")
-        if sql.record_changes(changes, keys_sql, tmp):
-            finish_file(tmp, directory / name)
-        else:
-            tmp.unlink(missing_ok=True)
 
     def run_changes(self, run_id: str, trait: str, destination: str, out: Path) -> bool:
         files = sorted(self._history_dir(trait, destination).glob(f"{run_id}.*.parquet"))

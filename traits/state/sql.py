@@ -60,16 +60,25 @@ def changes_source(con: duckdb.DuckDBPyConnection, changes: Path) -> str:
     return f"(select *{', ' + missing if missing else ''} from read_parquet('{sql_path(changes)}'))"
 
 
-def record_changes(changes: Path, acked_keys_sql: str, out: Path) -> int:
-    """Write the acknowledged rows of ``changes`` as recorded changes; returns their count."""
-    con = connect(out.parent)
+def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path) -> tuple[int, int]:
+    """Write the acknowledged rows of ``changes`` twice, reading the acknowledgements once: as
+    recorded changes (``history``) and as a snapshot delta (``delta``); returns both counts."""
+    con = connect(delta.parent)
     try:
+        con.execute(f"create temp table acked as select distinct * from ({acked_keys_sql}) k(id)")
         con.execute(
-            f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in ({acked_keys_sql}))
-            TO '{sql_path(out)}' {PARQUET}"""
+            f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in (select id from acked))
+            TO '{sql_path(history)}' {PARQUET}"""
         )
-        row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
-        return int(row[0]) if row else 0
+        con.execute(
+            f"""COPY (
+                select c.id, c.h, c.v, c.uid as u, c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv
+                from read_parquet('{sql_path(changes)}') c
+                where c.id in (select id from acked)
+            ) TO '{sql_path(delta)}' {PARQUET}"""
+        )
+        counts = [con.execute(f"select count(*) from read_parquet('{sql_path(p)}')").fetchone() for p in (history, delta)]
+        return tuple(int(c[0]) if c else 0 for c in counts)  # type: ignore[return-value]
     finally:
         con.close()
 
