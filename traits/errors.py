@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     CONFIG = 2  # config or usage error
     WAREHOUSE = 3  # cannot connect, bad credentials, permission denied, SQL error, timeout
     DELIVERY = 4  # some calls were not acknowledged
+    STATE = 5  # the state store could not be reached, read or written; nothing was committed
 
 
 class TraitsError(Exception):
@@ -72,9 +73,14 @@ class DeliveryError(TraitsError):
 
 
 class StateError(TraitsError):
-    """The state store could not be read or written."""
+    """The state store could not be reached, read or written; nothing was committed."""
 
-    exit_code = ExitCode.CONFIG
+    exit_code = ExitCode.STATE
+    transient = True
+
+
+class LockLostError(StateError):
+    """The run's lock in the state store was lost while it ran: it stopped, and committed nothing."""
 
 
 def prefixed(prefix: str, message: str) -> str:
@@ -82,7 +88,24 @@ def prefixed(prefix: str, message: str) -> str:
     return message if message.startswith(prefix) else f"{prefix}: {message}"
 
 
+#: the exit code of a finished run, by its status (a run that raised maps through its error)
+_STATUS_CODES = {"ok": ExitCode.OK, "partial": ExitCode.DELIVERY, "failed": ExitCode.DELIVERY, "invalid": ExitCode.INVALID, "guarded": ExitCode.INVALID}
+
+#: the table ``traits --help`` and the README show
+EXIT_CODES_HELP = (
+    "0 ok · 1 invalid result, guarded, or trait busy · 2 config or usage error · 3 warehouse error · "
+    "4 delivery failed (some calls not acknowledged) · 5 state store error (nothing committed; the run resumes next time)"
+)
+
+
 def exit_code_for(error: BaseException) -> ExitCode:
+    """The one place an error becomes an exit code."""
     if isinstance(error, TraitsError):
         return error.exit_code
-    return ExitCode.CONFIG
+    # an unexpected error is a bug: reported as a failed run (1), never as success
+    return ExitCode.INVALID
+
+
+def exit_code_for_status(status: str) -> ExitCode:
+    """The exit code of a run that ended with ``status`` (``partial`` and ``failed`` delivery: 4)."""
+    return _STATUS_CODES.get(status, ExitCode.INVALID)

@@ -1,7 +1,7 @@
 """Logging for the command line and the daemon: JSON lines off a terminal, text on one.
 
-Every formatted record passes through ``redact`` last, so a secret that reached a message, an
-``extra`` field or a traceback is scrubbed before it is written anywhere.
+A secret that reached a message, an ``extra`` field or a traceback is scrubbed before it is
+written anywhere: text lines as a whole, JSON lines value by value before they are serialised.
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ from traits.config.env import redact
 
 #: the ``extra`` fields the pipeline and the daemon attach, shown in text logs too
 CONTEXT_FIELDS = ("trait", "run_id", "phase", "status", "destination", "sent", "failed")
+
+
+#: LogRecord attributes that hold no user text
+_PLAIN_FIELDS = frozenset(
+    ("name", "levelname", "levelno", "pathname", "filename", "module", "lineno", "funcName", "created", "msecs",
+     "relativeCreated", "thread", "threadName", "processName", "process", "msg", "args", "exc_info", "exc_text", "stack_info", "taskName")
+)
 
 
 class _TextFormatter(logging.Formatter):
@@ -30,8 +37,21 @@ def _json_formatter() -> logging.Formatter:
     from pythonjsonlogger.json import JsonFormatter
 
     class RedactingJsonFormatter(JsonFormatter):
+        """Redacts the message, every extra field and the traceback before they are serialised."""
+
         def format(self, record: logging.LogRecord) -> str:
-            return redact(str(super().format(record)))
+            clean = logging.makeLogRecord(record.__dict__)
+            clean.msg, clean.args, clean.exc_text = redact(record.getMessage()), None, None
+            for key, value in list(vars(clean).items()):
+                if key not in _PLAIN_FIELDS:
+                    setattr(clean, key, redact.data(value))
+            return str(super().format(clean))
+
+        def formatException(self, ei: Any) -> str:
+            return redact(str(super().formatException(ei)))
+
+        def formatStack(self, stack_info: str) -> str:
+            return redact(str(super().formatStack(stack_info)))
 
     formatter: logging.Formatter = RedactingJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",

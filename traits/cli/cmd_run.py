@@ -44,14 +44,14 @@ def run(obj: Context, names: tuple[str, ...], run_all: bool, dry_run: bool, forc
                 with TerminalProgress(name, enabled=None if not as_json else False) as progress:
                     result = run_trait(config, state, name, options, progress)
             except TraitsError as e:  # the trait could not start (busy, state): others still run
-                code = max(code, e.exit_code)
+                code = max(code, exit_code_for(e))
                 error_line(str(e))
-                results.append({"trait": name, "status": "skipped", "error": redact(str(e)), "exit_code": int(e.exit_code)})
+                results.append({"trait": name, "status": "skipped", "error": redact(str(e)), "exit_code": int(exit_code_for(e))})
                 continue
             except Exception as e:  # noqa: BLE001 - one trait's failure never stops another
                 code = max(code, exit_code_for(e))
                 error_line(f"trait {name}: {type(e).__name__}: {e}")
-                results.append({"trait": name, "status": "failed", "error": redact(str(e)), "exit_code": int(ExitCode.INVALID)})
+                results.append({"trait": name, "status": "failed", "error": redact(str(e)), "exit_code": int(exit_code_for(e))})
                 continue
             code = max(code, result.exit_code)
             if result.resumed is not None:

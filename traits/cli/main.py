@@ -9,14 +9,23 @@ from typing import Any
 import click
 
 from traits import __version__
-from traits.cli.context import make_context
+from traits.cli.context import Context, make_context
 from traits.cli.output import emit_json, error_line
+from traits.config import config_directory
 from traits.config.env import redact
-from traits.errors import ExitCode, TraitsError
+from traits.errors import ExitCode, TraitsError, exit_code_for
 
 
 class TraitsGroup(click.Group):
-    """Turns every error into one line on stderr and its documented exit code."""
+    """Turns every error into one line on stderr and its documented exit code.
+
+    Every subcommand also takes ``--config`` and ``--debug`` (after the command, as dbt does),
+    which override the same options given before it.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend(shared_options())
+        super().add_command(cmd, name)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta["traits.argv"] = list(args)
@@ -26,15 +35,37 @@ class TraitsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TraitsError as e:
-            _report(ctx, str(e), e.exit_code)
+            _report(ctx, str(e), exit_code_for(e))
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as e:  # noqa: BLE001 - the one place unexpected errors become a line
             debug = bool(ctx.find_root().params.get("debug"))
             if debug:
                 traceback.print_exc()
-            _report(ctx, f"internal error: {type(e).__name__}: {e} (run with --debug for the trace)", ExitCode.INVALID)
+            _report(ctx, f"internal error: {type(e).__name__}: {e} (run with --debug for the trace)", exit_code_for(e))
         return None
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(Context).config_dir = config_directory(value)
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        from traits.cli.logging_setup import configure
+
+        ctx.ensure_object(Context).debug = True
+        ctx.find_root().params["debug"] = True
+        configure(True, daemon=ctx.info_name == "daemon")
+
+
+def shared_options() -> list[click.Parameter]:
+    return [
+        click.Option(["--config", "config_dir"], metavar="DIR", expose_value=False, is_eager=True, callback=_set_config,
+                     help="Config directory (default ./config, or TRAITS_CONFIG)."),
+        click.Option(["--debug"], is_flag=True, expose_value=False, is_eager=True, callback=_set_debug, help="Show stack traces and debug logs."),
+    ]
 
 
 def _report(ctx: click.Context, message: str, code: ExitCode) -> None:
@@ -52,8 +83,14 @@ def _report(ctx: click.Context, message: str, code: ExitCode) -> None:
 def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
     """sql-traits: run SQL on your warehouse and send only what changed.
 
-    Exit codes: 0 ok · 1 invalid result, guarded, or trait busy · 2 config or usage error ·
-    3 warehouse error · 4 delivery failed.
+    \b
+    Exit codes:
+      0  ok
+      1  the result failed validation, the guard stopped it, or the trait is busy
+      2  config or usage error
+      3  warehouse error (connect, credentials, permission, SQL, timeout)
+      4  delivery failed: some calls were not acknowledged
+      5  state store error: nothing was committed, the run resumes next time
     """
     from traits.cli.logging_setup import configure
 

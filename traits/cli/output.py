@@ -17,8 +17,9 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def emit_json(data: Any) -> None:
-    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
-    sys.stdout.write(redact(text) + "\n")
+    # values are redacted before they are serialised: the JSON always parses
+    text = json.dumps(redact.data(data), indent=2, default=lambda o: redact(str(o)), ensure_ascii=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pydantic
 
-from traits.config.env import interpolate
+from traits.config.env import interpolate, register_secrets
 from traits.config.locations import LocatedData, NodePath, load_yaml_file
 from traits.config.models import Config, check_names
 from traits.errors import ConfigError
@@ -42,6 +42,7 @@ def load_config(directory: str | Path | None = None, environ: Mapping[str, str] 
         config = Config.model_validate({**merged.data, "directory": root})
     except pydantic.ValidationError as e:
         raise _located_error(e, merged) from None
+    register_secrets(config)
     _cross_check(config, merged)
     return config
 
@@ -121,8 +122,8 @@ def _message(error: Any, path: NodePath) -> str:
     if kind == "missing":
         return f"required key {key!r} is missing"
     if kind == "union_tag_invalid":
-        expected = error.get("ctx", {}).get("expected_tags", "")
-        return f"unknown type: use one of {expected}"
+        ctx = error.get("ctx", {})
+        return f"unknown type {ctx.get('tag', '')!r}: use one of {ctx.get('expected_tags', '')}"
     if kind == "union_tag_not_found":
         return "missing key 'type'"
     text = str(error["msg"])

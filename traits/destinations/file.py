@@ -1,15 +1,20 @@
 """The file destination: JSON Lines, one call per line, appended atomically per batch.
 
-Each batch is written to a file opened for appending, then fsynced before it is
-acknowledged. A run killed mid-write can leave a torn last line: the next open cuts it, and
-that batch, never acknowledged, is sent again (a batch may be appended twice, never lost).
+Writers of one file exclude each other: each batch is appended under an exclusive lock on
+the file (``flock``, released by the kernel when its holder dies), then fsynced before it is
+acknowledged. So whatever another writer finds at the end of the file while it holds the lock
+is whole, except the torn last line of a writer killed mid-write: that is cut before the next
+batch is appended, and its batch, never acknowledged, is sent again (a batch may be appended
+twice, never lost). ``check`` only opens the file; it never cuts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +32,7 @@ class FileDestination(Destination):
     def _open(self) -> int:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            _drop_torn_tail(fd)
-            return fd
+            return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
             raise ConfigError(
                 f"destination {self.name}: cannot write {self.path}: {e.strerror}", hint="check the path and its permissions"
@@ -65,15 +68,27 @@ class FileDestination(Destination):
 
 def _write(fd: int, batch: list[Call]) -> None:
     data = b"\n".join(c.body for c in batch) + b"\n"
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-    os.fsync(fd)
+    with _exclusive(fd):
+        _drop_torn_tail(fd)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+
+
+@contextmanager
+def _exclusive(fd: int) -> Iterator[None]:
+    """Hold the file's exclusive lock: no other writer (process or thread) appends meanwhile."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _drop_torn_tail(fd: int) -> None:
-    """Cut a last line a killed run left half written.
+    """Cut a last line a killed writer left half written (called with the file's lock held).
 
     That batch was never acknowledged, so it is sent again whole; without the cut its first
     call would be glued to the torn line and neither would parse.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,9 +20,12 @@ from pathlib import Path
 from traits import columnar
 from traits.config.env import redact
 from traits.destinations.base import Call, Destination
+from traits.errors import TraitsError
 from traits.pipeline.payloads import CallBuilder
 from traits.state.base import AckLog
 from traits.state.records import MAX_REJECTIONS_KEPT, DestinationCounts
+
+log = logging.getLogger("traits.deliver")
 
 #: rows per chunk read from the change file: large enough for the engine to vectorize well
 READ_ROWS = 10_000
@@ -127,12 +131,14 @@ class Recorder:
         self.log = log
         self.on_progress = on_progress
         self.stop_reason: str | None = None
+        #: an error recording acknowledgements: the whole run stops on it
+        self.fatal: TraitsError | None = None
         #: acknowledgements may come from worker threads; one append (and fsync) at a time
         self._lock = threading.Lock()
 
     def acknowledged(self, calls: Sequence[Call]) -> None:
         with self._lock:
-            self.log.append(calls)
+            self._append(calls)
             self.counts.sent += len(calls)
         if self.on_progress is not None:
             self.on_progress(len(calls))
@@ -140,7 +146,18 @@ class Recorder:
     def settle_without_call(self, keys: Sequence[str]) -> None:
         """Ids that need no call (exits kept with ``on_exit: keep``): logged so the snapshot drops them."""
         with self._lock:
-            self.log.append([Call(key=k, change="exited", message_id="", body=b"") for k in keys])
+            self._append([Call(key=k, change="exited", message_id="", body=b"") for k in keys])
+
+    def _append(self, calls: Sequence[Call]) -> None:
+        if self.fatal is not None:
+            raise self.fatal
+        try:
+            self.log.append(calls)
+        except TraitsError as e:
+            # acks that cannot be recorded (the store failed, the lock was lost) end the run:
+            # nothing more is sent anywhere, and what was sent is sent again on resume
+            self.fatal = e
+            raise
 
     def rejected(self, call: Call, reason: str) -> None:
         with self._lock:
@@ -163,7 +180,13 @@ class DeliveryJob:
 
 
 async def deliver_all(jobs: list[DeliveryJob]) -> None:
-    await asyncio.gather(*(_deliver_one(job) for job in jobs))
+    """Deliver every job at once; an error recording acks (``Recorder.fatal``) stops them all."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(_deliver_one(job))
+    except BaseExceptionGroup as e:
+        raise e.exceptions[0] from None
 
 
 async def _deliver_one(job: DeliveryJob) -> None:
@@ -171,14 +194,23 @@ async def _deliver_one(job: DeliveryJob) -> None:
     calls = calls_from(job.changes, job.builder, job.recorder)
     try:
         await job.destination.deliver(calls, job.recorder)
-    except Exception as e:  # noqa: BLE001 - one destination's failure never stops another
-        job.recorder.stopped(f"destination {job.destination.name}: {type(e).__name__}: {e}")
+    except Exception as e:
+        if job.recorder.fatal is None:
+            # a bug in a destination, not a refusal: its trace is in the --debug log
+            trace = log.isEnabledFor(logging.DEBUG)
+            log.error(  # noqa: TRY400 - the trace only with --debug
+                "destination %s failed: %s: %s", job.destination.name, type(e).__name__, redact(str(e)),
+                exc_info=trace, extra={"destination": job.destination.name},
+            )
+            job.recorder.stopped(f"destination {job.destination.name}: {type(e).__name__}: {e}")
     finally:
         try:
             await calls.aclose()  # a destination that stopped early leaves the reader open
             await job.destination.aclose()
         finally:
             job.recorder.log.close()
+    if job.recorder.fatal is not None:
+        raise job.recorder.fatal
     counts.failed = max(job.expected - counts.sent, 0)
     if job.recorder.stop_reason:
         counts.error = job.recorder.stop_reason

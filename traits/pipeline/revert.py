@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 from traits import columnar
 from traits.config.env import redact
 from traits.destinations import open_destination
-from traits.errors import ConfigError, ExitCode, GuardError, TraitsError
+from traits.errors import ConfigError, ExitCode, GuardError, LockLostError, TraitsError, exit_code_for, exit_code_for_status
 from traits.pipeline.commit import commit, settle
 from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
 from traits.pipeline.exits import ExitPolicy, exit_calls
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.run import RunResult, default_owner, new_run_id, now_iso, status_for
-from traits.state.records import DestinationCounts, RunRecord
+from traits.state.records import UNFINISHED_STATUSES, DestinationCounts, RunRecord
 
 if TYPE_CHECKING:
     import duckdb
@@ -83,7 +83,7 @@ def revert_run(config: Config, state: StateStore, run_id: str, options: RevertOp
     name = target.trait
     if name not in config.traits:
         raise ConfigError(f"run {run_id} is of trait {name}, which is no longer in the config")
-    if target.status == "running":
+    if target.status in UNFINISHED_STATUSES:
         raise ConfigError(f"run {run_id} has not finished", hint=f"wait for it, or finish it with `traits run {name}`")
     destinations = options.destinations or [d for d in target.destinations if d in config.traits[name].destinations]
     for destination in destinations:
@@ -120,6 +120,7 @@ def resume_revert(config: Config, state: StateStore, record: RunRecord, owner: s
         changes = run_dir / f"changes-{destination}.parquet"
         if changes.exists():  # what it had acknowledged advances the snapshot first
             state.commit(record.run_id, record.trait, destination, changes)
+    record.status = "running"
     record.resumed += 1
     record.owner = owner
     return _Revert(config, state, record, resumed=True).execute()
@@ -140,21 +141,36 @@ class _Revert:
         run_dir = self.state.run_dir(record.run_id)
         try:
             calls = self._execute(run_dir)
-        except TraitsError as e:
+        except Exception as e:
+            if not self.dry_run and (isinstance(e, LockLostError) or record.phase in ("deliver", "commit")):
+                return self._interrupt(started, e)
+            if not isinstance(e, TraitsError):
+                record.status = "failed"
+                record.error = redact(f"{type(e).__name__}: {e}")
+                self._finish(started, run_dir, saved=record.phase != "query")
+                raise
             record.status = status_for(e)  # type: ignore[assignment]
             record.error = redact(str(e))
             self._finish(started, run_dir, saved=record.phase != "query")
             if isinstance(e, GuardError) and not self.resumed:
                 raise  # a refused revert is not a run
-            return RunResult(record, e.exit_code)
-        except Exception as e:
-            record.status = "failed"
-            record.error = redact(f"{type(e).__name__}: {e}")
-            self._finish(started, run_dir, saved=record.phase != "query")
-            raise
+            return RunResult(record, exit_code_for(e))
         self._finish(started, run_dir, saved=not self.dry_run)
-        code = ExitCode.OK if record.status == "ok" else ExitCode.DELIVERY
-        return RunResult(record, code, calls)
+        return RunResult(record, exit_code_for_status(record.status), calls)
+
+    def _interrupt(self, started: float, error: Exception) -> RunResult:
+        """Past the start of delivery, the revert's work stays to be resumed (as a run's does)."""
+        record = self.record
+        message = str(error) if isinstance(error, TraitsError) else f"{type(error).__name__}: {error}"
+        record.status = "interrupted"
+        record.error = redact(f"{message}; `traits revert {record.reverts}` or the trait's next run resumes it")
+        record.duration = round(time.monotonic() - started, 3)
+        if not isinstance(error, LockLostError):
+            try:
+                self.state.save_run(record)
+            except TraitsError as e:
+                log.warning("could not record the interruption: %s", e, extra={"trait": record.trait, "run_id": record.run_id})
+        return RunResult(record, exit_code_for(error) if isinstance(error, TraitsError) else ExitCode.STATE)
 
     def _finish(self, started: float, run_dir: Path, *, saved: bool) -> None:
         self.record.finished_at = now_iso()

@@ -26,7 +26,7 @@ from traits import columnar
 from traits.config.env import redact
 from traits.config.models import Config
 from traits.destinations import open_destination
-from traits.errors import ExitCode, GuardError, TraitsError, ValidationError
+from traits.errors import ExitCode, GuardError, LockLostError, TraitsError, ValidationError, exit_code_for, exit_code_for_status
 from traits.pipeline.commit import commit, settle
 from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
 from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
@@ -121,6 +121,10 @@ def run_trait(config: Config, state: StateStore, name: str, options: RunOptions 
             run_id=new_run_id(), trait=name, started_at=now_iso(), force=options.force,
             full_resync=options.full_resync, owner=options.owner,
         )
+        if finished is not None and finished.record.status == "interrupted":
+            # the interrupted run could not be finished (the store refused again): a fresh run
+            # would send its unacknowledged calls again under new messageIds; it waits instead
+            return finished
         result = runner.run(record)
         if finished is not None:
             result.resumed = finished
@@ -142,6 +146,7 @@ def _finish_interrupted(runner: _Runner, state: StateStore, run: RunRecord, opti
     run_dir = state.run_dir(run.run_id)
     if run.phase in ("deliver", "commit") and (run_dir / "result.parquet").exists():
         log.info("resuming interrupted run", extra={"trait": run.trait, "run_id": run.run_id})
+        run.status = "running"
         run.resumed += 1
         run.owner = options.owner
         return runner.run(run, resumed=True)
@@ -165,8 +170,6 @@ class _Runner:
         self.trait = config.traits[name]
         self.options = options
         self.progress = progress
-        #: per destination, how many of the run's exits send a call
-        self.exit_calls: dict[str, int] = {}
 
     def run(self, record: RunRecord, resumed: bool = False) -> RunResult:
         started = time.monotonic()
@@ -177,21 +180,48 @@ class _Runner:
         self.sample_rows: list[dict[str, Any]] = []
         try:
             result = self._execute(record, run_dir, resumed=resumed)
-        except TraitsError as e:
+        except Exception as e:
+            if persist and self._resumable(record, e):
+                return self._interrupt(record, started, e)
+            if not isinstance(e, TraitsError):
+                record.status = "failed"
+                record.error = redact(f"{type(e).__name__}: {e}")
+                self._finish(record, started, persist, run_dir)
+                raise
             record.status = status_for(e)  # type: ignore[assignment]
             record.error = redact(str(e))
             self._finish(record, started, persist, run_dir)
             log.warning("run ended: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status})
-            return RunResult(record, e.exit_code)
-        except Exception as e:
-            record.status = "failed"
-            record.error = redact(f"{type(e).__name__}: {e}")
-            self._finish(record, started, persist, run_dir)
-            raise
+            return RunResult(record, exit_code_for(e))
         self._finish(record, started, persist, run_dir)
-        code = ExitCode.OK if record.status == "ok" else ExitCode.DELIVERY
+        code = exit_code_for_status(record.status)
         log.info("run ended", extra={"trait": self.name, "run_id": record.run_id, "status": record.status, "sent": record.sent, "failed": record.failed})
         return RunResult(record, code, result, self.sample_rows)
+
+    @staticmethod
+    def _resumable(record: RunRecord, error: Exception) -> bool:
+        """Past the start of delivery, or with its lock lost, a run's work must survive its error."""
+        return isinstance(error, LockLostError) or PHASES.index(record.phase) >= PHASES.index("deliver")
+
+    def _interrupt(self, record: RunRecord, started: float, error: Exception) -> RunResult:
+        """Leave the run to be resumed: its work files stay, its record says why it stopped.
+
+        The next run of the trait folds what it had acknowledged and finishes it under the same
+        run_id, so every call it sends again keeps its messageId. A run that lost its lock
+        writes nothing at all: the store may belong to another holder now.
+        """
+        message = str(error) if isinstance(error, TraitsError) else f"{type(error).__name__}: {error}"
+        record.status = "interrupted"
+        record.error = redact(f"{message}; the next run resumes it")
+        record.duration = round(time.monotonic() - started, 3)
+        if not isinstance(error, LockLostError):
+            try:
+                self.state.save_run(record)
+            except TraitsError as e:
+                log.warning("could not record the interruption: %s", e, extra={"trait": self.name, "run_id": record.run_id})
+        log.warning("run interrupted: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status},
+                    exc_info=not isinstance(error, TraitsError))
+        return RunResult(record, exit_code_for(error) if isinstance(error, TraitsError) else ExitCode.STATE)
 
     def _finish(self, record: RunRecord, started: float, persist: bool, run_dir: Path) -> None:
         record.finished_at = now_iso()
@@ -227,7 +257,7 @@ class _Runner:
             self._phase(record, "diff")
             differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique)
             # a resumed run passed the guard before it first delivered
-            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed)
+            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed, resumed=resumed)
             if not (self.options.force or resumed):
                 check_known_ratio(self.config, self.name, con, shape, staged_path, record)
         finally:
@@ -279,7 +309,7 @@ class _Runner:
     def _max_call_bytes(self, destination: str) -> int:
         return min(MAX_CALL_BYTES, int(getattr(self.config.destinations[destination], "max_call_bytes", MAX_CALL_BYTES)))
 
-    def _diff(self, differ: LocalDiffer, record: RunRecord, run_dir: Path, *, skip_guard: bool) -> dict[str, Path]:
+    def _diff(self, differ: LocalDiffer, record: RunRecord, run_dir: Path, *, skip_guard: bool, resumed: bool = False) -> dict[str, Path]:
         changes: dict[str, Path] = {}
         totals = DiffCounts()
         for destination in self.trait.destinations:
@@ -294,22 +324,37 @@ class _Runner:
                 exit_after=self.trait.exit_after, run_id=record.run_id, started_at=record.started_at, exited=counts.exited,
             )
             counts.exited = held.exited
-            self.exit_calls[destination] = exit_calls(differ.con, path, ExitPolicy.of(self.trait.on_exit)) if counts.exited else 0
+            calling = exit_calls(differ.con, path, ExitPolicy.of(self.trait.on_exit)) if counts.exited else 0
             check_sizes(differ.con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
             if not skip_guard:  # exits count as they would be sent: pending and kept ones send nothing
-                sent = DiffCounts(changed=counts.changed, exited=self.exit_calls[destination], snapshot_rows=counts.snapshot_rows)
+                sent = DiffCounts(changed=counts.changed, exited=calling, snapshot_rows=counts.snapshot_rows)
                 guard(self.name, destination, sent, max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
-            record.destinations[destination] = DestinationCounts(
+            now = DestinationCounts(
                 added=counts.added, changed=counts.changed, unchanged=counts.unchanged, exited=counts.exited,
-                pending_exit=held.pending, pending=held.shown,
+                exit_calls=calling, pending_exit=held.pending, pending=held.shown,
             )
+            first = record.destinations.get(destination) if resumed else None
+            if first is not None:
+                # a resumed run keeps the counts of its first diff: the rows its earlier attempts
+                # got acknowledged are folded into the snapshot now, so this diff no longer sees
+                # them; they count as sent, and this attempt's sends add to them
+                now = DestinationCounts(
+                    added=first.added, changed=first.changed, unchanged=first.unchanged, exited=first.exited,
+                    exit_calls=first.exit_calls, pending_exit=first.pending_exit, pending=first.pending,
+                    sent=max(self._calls_for(first) - self._calls_for(now), 0),
+                )
+            record.destinations[destination] = now
             for key in ("added", "changed", "unchanged", "exited"):
-                setattr(totals, key, getattr(totals, key) + getattr(counts, key))
+                setattr(totals, key, getattr(totals, key) + getattr(now, key))
             changes[destination] = path
         record.added, record.changed, record.unchanged, record.exited = totals.added, totals.changed, totals.unchanged, totals.exited
         if not self.trait.destinations:
             record.unchanged = record.rows
         return changes
+
+    def _calls_for(self, counts: DestinationCounts) -> int:
+        """How many calls these diff counts make (exits that keep every column make none)."""
+        return counts.added + counts.changed + counts.exit_calls
 
     def _builder(self, destination: str, record: RunRecord) -> CallBuilder:
         return CallBuilder(
@@ -324,8 +369,8 @@ class _Runner:
         total = 0
         for destination, path in changes.items():
             counts = record.destinations[destination]
-            expected = counts.added + counts.changed + self.exit_calls.get(destination, 0)
-            total += expected
+            expected = self._calls_for(counts)
+            total += expected - counts.sent
             dest = open_destination(destination, self.config.destinations[destination], config_dir=self.config.directory, deadline=deadline)
             log_ = self.state.ack_log(record.run_id, self.name, destination)
             jobs.append(DeliveryJob(dest, path, builders[destination], Recorder(counts, log_, self.progress.advance), expected))

@@ -93,7 +93,8 @@ def value_sql(column: Column, *, decimals: str, allow_non_finite: bool) -> str:
             value = f"cast(cast({x} as varchar) as double)" if column.duck_type.upper() == "FLOAT" else x
             return f"case when isfinite({x}) then {value} end" if allow_non_finite else value
         case "decimal":
-            return f"cast({x} as varchar)" if decimals == "string" else f"cast({x} as double)"
+            value = f"cast({x} as varchar)" if decimals == "string" else f"cast({x} as double)"
+            return _finite_or_null(column, value) if allow_non_finite else value
         case "date":
             return f"strftime({x}, '%Y-%m-%d')"
         case "timestamp":
@@ -110,6 +111,21 @@ def value_sql(column: Column, *, decimals: str, allow_non_finite: bool) -> str:
             return "cast(null as varchar)"
         case _:
             return x
+
+
+def finite_operand(column: Column, x: str | None = None) -> str:
+    """The double ``isfinite`` is asked about for a column that may hold NaN or ±Infinity."""
+    x = x or quote_ident(column.name)
+    if column.category == "decimal":  # a numeric handed over as text ('NaN', 'Infinity', '-Infinity')
+        return f"try_cast({x} as double)"
+    return x
+
+
+def _finite_or_null(column: Column, value: str, x: str | None = None) -> str:
+    """``value``, or null where a numeric held as text is NaN or ±Infinity (``allow_non_finite``)."""
+    if column.duck_type.upper() != "VARCHAR":
+        return value  # a real decimal type holds only finite numbers
+    return f"case when isfinite({finite_operand(column, x)}) then {value} end"
 
 
 def id_sql(column: Column) -> str:
@@ -138,7 +154,8 @@ def _normalized(category: Category | None, x: str, duck_type: str, *, decimals: 
             value = f"cast(cast({x} as varchar) as double)" if duck_type.upper() == "FLOAT" else f"cast({x} as double)"
             return f"case when isfinite({x}) then {value} end" if allow_non_finite else value
         case "decimal":
-            return f"cast({x} as varchar)" if decimals == "string" else f"cast({x} as double)"
+            value = f"cast({x} as varchar)" if decimals == "string" else f"cast({x} as double)"
+            return _finite_or_null(Column("", duck_type, category), value, x) if allow_non_finite else value
         case "date":
             return f"cast({x} as date)"
         case "timestamp":  # milliseconds since the epoch: what the JSON form keeps

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from traits.columnar import quote_ident, sql_path
+from traits.columnar import sql_path
 from traits.errors import ValidationError
-from traits.pipeline.types import Column, canonical_json, categorize, id_sql, rehash_sql, row_hash
+from traits.pipeline.types import Column, canonical_json, categorize, finite_operand, id_sql, rehash_sql, row_hash
 
 if TYPE_CHECKING:
     import duckdb
@@ -118,11 +118,16 @@ def duck_types(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, str]:
     return {str(r[0]): str(r[1]) for r in rows}
 
 
+def non_finite_columns(shape: Shape) -> list[Column]:
+    """Columns that can hold NaN or ±Infinity: floats, and numerics a driver handed over as text."""
+    return [c for c in shape.traits if c.category == "float" or (c.category == "decimal" and c.duck_type.upper() == "VARCHAR")]
+
+
 def _bad_sql(shape: Shape, settings: Settings) -> str:
     """SQL true for a row holding NaN or ±Infinity where they are not allowed."""
     if settings.allow_non_finite:
         return "false"
-    return " or ".join(f"not isfinite({quote_ident(c.name)})" for c in shape.traits if c.category == "float") or "false"
+    return " or ".join(f"not isfinite({finite_operand(c)})" for c in non_finite_columns(shape)) or "false"
 
 
 #: SQL for the hash of one (id, h) pair; their sum (mod 2^64) is a result's or snapshot's digest
@@ -179,7 +184,10 @@ class Fingerprinter:
         self.null_ids += int(null_ids)
         self.digest = (self.digest + int(digest)) % DIGEST_MODULUS
         columns = [*batch.columns, added.column(0).combine_chunks(), added.column(1).combine_chunks()]
-        return pa.RecordBatch.from_arrays(columns, names=[*batch.schema.names, *ADDED_COLUMNS])
+        # the query's fields are kept whole, markers included: the staged file is what a resumed
+        # run reads its types from, so it must say exactly what the first batch said
+        schema = pa.schema([*batch.schema, pa.field(HASH_COLUMN, columns[-2].type), pa.field(BAD_COLUMN, columns[-1].type)])
+        return pa.RecordBatch.from_arrays(columns, schema=schema)
 
     def finish(self, con: duckdb.DuckDBPyConnection, staged: Path) -> tuple[Shape, RowSummary]:
         """The shape of the result, and its row rules checked (after at least one batch)."""
@@ -230,7 +238,7 @@ def _report(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: S
     if bad_rows:
         bad = _bad_sql(shape, settings)
         ids = [str(r[0]) for r in con.execute(f"select {shape.id_sql} from {f} where {bad} order by file_row_number limit {EXAMPLES}").fetchall()]
-        columns = ", ".join(c.name for c in shape.traits if c.category == "float")
+        columns = ", ".join(c.name for c in non_finite_columns(shape))
         raise ValidationError(
             f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
             hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",

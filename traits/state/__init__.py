@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from traits.config.env import redact
 from traits.state.base import AckLog, StateStore
 from traits.state.records import DestinationCounts, RunRecord
 
@@ -17,6 +18,7 @@ def open_state(config: Config) -> StateStore:
     """The store ``settings.state`` names (``TRAITS_STATE`` overrides it)."""
     location = os.environ.get("TRAITS_STATE") or config.settings.state
     if location.startswith(("postgresql://", "postgres://")):
+        redact.add(location)  # its password is a secret
         from traits.state.postgres import PostgresStateStore
 
         return PostgresStateStore(location, work_dir=config.resolve(".traits"))

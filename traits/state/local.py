@@ -46,6 +46,24 @@ create table if not exists kv (key text primary key, value text not null);
 """
 
 
+def _open_sqlite(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("pragma busy_timeout=30000")
+    # several processes opening a new database at once race to switch it to WAL; the switch
+    # can answer "locked" at once instead of waiting, so it is tried again for a while
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            db.execute("pragma journal_mode=wal")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    db.execute("pragma synchronous=normal")
+    return db
+
+
 class LocalAckLog(AckLog):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,17 +98,15 @@ class LocalStateStore(StateStore):
     # -- sqlite ----------------------------------------------------------------------------
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.root / "state.db", timeout=30, isolation_level=None)
-            db.execute("pragma journal_mode=wal")
-            db.execute("pragma synchronous=normal")
-            db.execute("pragma busy_timeout=30000")
-            self._local.db = db
+        path = self.root / "state.db"
         try:
+            db: sqlite3.Connection | None = getattr(self._local, "db", None)
+            if db is None:
+                db = _open_sqlite(path)
+                self._local.db = db
             yield db
-        except sqlite3.DatabaseError as e:
-            raise StateError(f"the state database {self.root / 'state.db'} failed: {e}") from e
+        except sqlite3.Error as e:
+            raise StateError(f"the state database {path} failed: {e}", hint="check the disk, or whether another program holds it") from e
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -120,7 +136,7 @@ class LocalStateStore(StateStore):
     def interrupted_run(self, trait: str) -> RunRecord | None:
         with self._db() as db:
             row = db.execute(
-                "select record from runs where trait = ? and status = 'running' order by started_at desc limit 1", (trait,)
+                "select record from runs where trait = ? and status in ('running', 'interrupted') order by started_at desc limit 1", (trait,)
             ).fetchone()
         return RunRecord.from_dict(json.loads(row[0])) if row else None
 

@@ -6,7 +6,14 @@ the DSN says ``?schema=name``) created on first use:
 - ``runs`` and ``kv``: history and the scheduler's small values, as JSON;
 - a lock per trait: ``pg_try_advisory_lock`` held on a session of its own for the whole run,
   so Postgres releases it when the holder's connection ends (its process died, its host
-  vanished: the session sets TCP keepalives). ``locks`` names the holder for error messages;
+  vanished: the session sets TCP keepalives). The lock is *fenced*: each holder gets a new
+  ``epoch`` in ``locks``, and every write a run makes (its record, each ack batch, the commit)
+  checks, in its own transaction, that the epoch is still its own and that its lock session
+  still holds the lock; a run that lost its lock stops there and commits nothing. A holder
+  also keeps a second session (the *keeper*) open while it runs: a runner that finds the lock
+  free but the previous holder's keeper still connected refuses to take over (the holder is
+  alive, and stops at its next write). The keeper pings both sessions, so idle-session
+  timeouts do not end them and a lost lock is noticed between writes too;
 - ``snapshot_rows`` (trait, destination, id) → h, v, u, hv: the snapshot itself (the columns
   of ``columnar.SNAPSHOT_SELECT``, ``hv`` per row as rows may be folded by different engine
   versions), with ``snapshots``
@@ -28,19 +35,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from traits.config.env import redact
 from traits.destinations.base import Call
-from traits.errors import LockedError, StateError
+from traits.errors import LockedError, LockLostError, StateError
 from traits.state.base import AckLog, StateStore
 from traits.state.pg_changes import ChangeTables
 from traits.state.pg_transfer import cache_name, changes_to_csv, csv_to_parquet, write_listing
@@ -49,9 +58,11 @@ from traits.state.records import RunRecord
 if TYPE_CHECKING:
     import psycopg
 
+log = logging.getLogger("traits.state")
+
 DEFAULT_SCHEMA = "sql_traits"
 #: names the table layout below; change it when the layout changes, so stores migrate on open
-SCHEMA_LAYOUT = "sql-traits state, layout 2"
+SCHEMA_LAYOUT = "sql-traits state, layout 3"
 #: cache files of older snapshot versions are kept this long for readers still using them
 CACHE_GRACE_SECONDS = 3600.0
 COPY_CHUNK = 1 << 20
@@ -72,6 +83,10 @@ create table if not exists {s}.locks (
     holder text not null,
     acquired_at timestamptz not null default now()
 );
+alter table {s}.locks add column if not exists epoch bigint not null default 0;
+alter table {s}.locks add column if not exists lock_pid integer;
+alter table {s}.locks add column if not exists keeper_pid integer;
+alter table {s}.locks add column if not exists keeper_start timestamptz;
 create table if not exists {s}.snapshots (
     trait text not null,
     destination text not null,
@@ -126,18 +141,49 @@ def _lock_key(schema: str, trait: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def lock_ping_seconds() -> float:
+    """How often a holder pings its lock sessions (``TRAITS_LOCK_PING``, default 10 s)."""
+    return float(os.environ.get("TRAITS_LOCK_PING", "10"))
+
+
+@dataclass
+class Fence:
+    """What a lock holder checks before each write: its epoch, its lock session, the lock key."""
+
+    trait: str
+    epoch: int
+    lock_pid: int
+    key: int
+    #: why the lock was found lost, once it was
+    lost: str | None = None
+
+
+def _unlock(conn: psycopg.Connection[Any], key: int) -> None:
+    # released now, not whenever the server gets round to ending the session (closing it, next,
+    # releases the lock in any case)
+    if not conn.closed and not conn.broken:
+        with contextlib.suppress(Exception):
+            conn.execute("select pg_advisory_unlock(%s)", (key,))
+
+
 class PostgresAckLog(AckLog):
     """Acknowledged ids, one transaction per ``append`` on a connection of the log's own."""
 
     def __init__(self, store: PostgresStateStore, run_id: str, trait: str, destination: str) -> None:
         self.store = store
         self.key = (run_id, trait, destination)
+        self._fence = store.fence(trait)
         self._conn = store._connect(autocommit=False)
 
     def append(self, calls: Sequence[Call]) -> None:
         if not calls:
             return
         with self.store._errors("recording acknowledgements"):
+            try:
+                self.store._check_fence(self._conn, self._fence)
+            except LockLostError:
+                self._conn.rollback()
+                raise
             table = f"{self.store.s}.acks"
             with self._conn.cursor() as cur, cur.copy(f"copy {table} (run_id, trait, destination, id) from stdin") as copy:
                 for call in calls:
@@ -163,6 +209,8 @@ class PostgresStateStore(ChangeTables, StateStore):
         self.work_dir = work_dir
         self._mutex = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
+        #: the fence of each lock this store holds now, by trait
+        self._fences: dict[str, Fence] = {}
         try:
             work_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -226,6 +274,7 @@ class PostgresStateStore(ChangeTables, StateStore):
         from psycopg.types.json import Jsonb
 
         with self._db("saving a run") as conn:
+            self._check_fence(conn, self._fences.get(run.trait))
             conn.execute(
                 f"insert into {self.s}.runs (run_id, trait, started_at, status, record) values (%s, %s, %s, %s, %s) "
                 "on conflict (run_id) do update set status = excluded.status, record = excluded.record",
@@ -244,7 +293,7 @@ class PostgresStateStore(ChangeTables, StateStore):
     def interrupted_run(self, trait: str) -> RunRecord | None:
         with self._db("reading history") as conn:
             row = conn.execute(
-                f"select record from {self.s}.runs where trait = %s and status = 'running' order by started_at desc, seq desc limit 1",
+                f"select record from {self.s}.runs where trait = %s and status in ('running', 'interrupted') order by started_at desc, seq desc limit 1",
                 (trait,),
             ).fetchone()
         return RunRecord.from_dict(row[0]) if row else None
@@ -252,32 +301,99 @@ class PostgresStateStore(ChangeTables, StateStore):
     # -- locks -----------------------------------------------------------------------------
     @contextmanager
     def lock(self, trait: str, owner: str) -> Iterator[None]:
-        conn = self._connect()
-        acquired = False
-        try:
+        key = _lock_key(self.schema, trait)
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(self._connect())
             with self._errors(f"locking trait {trait}"):
                 # a holder whose host vanished is dropped after about 60 + 3 * 10 seconds
                 conn.execute("set tcp_keepalives_idle = 60; set tcp_keepalives_interval = 10; set tcp_keepalives_count = 3")
-                row = conn.execute("select pg_try_advisory_lock(%s)", (_lock_key(self.schema, trait),)).fetchone()
+                row = conn.execute("select pg_try_advisory_lock(%s)", (key,)).fetchone()
             if not (row and row[0]):
                 holder = self.lock_holder(trait) or "another process"
                 raise LockedError(f"trait {trait} is already running ({holder})", hint="wait for that run to finish")
-            acquired = True
-            with self._errors(f"locking trait {trait}"):
-                conn.execute(
-                    f"insert into {self.s}.locks (trait, holder) values (%s, %s) "
-                    "on conflict (trait) do update set holder = excluded.holder, acquired_at = now()",
-                    (trait, owner),
-                )
+            stack.callback(_unlock, conn, key)
+            keeper = stack.enter_context(self._connect())
+            fence = self._take(trait, owner, conn, keeper)
+            stack.callback(self._release, fence, keeper)
+            stop = threading.Event()
+            thread = threading.Thread(target=self._keep, args=(fence, conn, keeper, stop), name=f"traits-lock-{trait}", daemon=True)
+            thread.start()
+            stack.callback(thread.join)
+            stack.callback(stop.set)
+            self._fences[trait] = fence
+            stack.callback(self._fences.pop, trait, None)
             yield
-            with self._errors(f"unlocking trait {trait}"):
-                conn.execute(f"delete from {self.s}.locks where trait = %s and holder = %s", (trait, owner))
-        finally:
-            if acquired and not conn.closed:
-                # released now, not whenever the server gets round to ending the session
-                with contextlib.suppress(Exception):
-                    conn.execute("select pg_advisory_unlock(%s)", (_lock_key(self.schema, trait),))
-            conn.close()  # ends the session, which releases the advisory lock in any case
+
+    def _take(self, trait: str, owner: str, conn: psycopg.Connection[Any], keeper: psycopg.Connection[Any]) -> Fence:
+        """Record this holder under a new epoch; refuse when the previous holder is still alive."""
+        with self._errors(f"locking trait {trait}"), keeper.transaction():
+            previous = keeper.execute(
+                f"""select l.holder from {self.s}.locks l where l.trait = %s and l.keeper_pid is not null and exists (
+                        select 1 from pg_stat_activity a where a.pid = l.keeper_pid and a.backend_start = l.keeper_start)
+                    for update""",
+                (trait,),
+            ).fetchone()
+            if previous is not None:
+                raise LockedError(
+                    f"trait {trait}: its previous holder ({previous[0]}) lost its lock in the state store but is still running",
+                    hint="it stops at its next write without committing; run again once it has",
+                )
+            lock_pid = conn.info.backend_pid
+            row = keeper.execute(
+                f"""insert into {self.s}.locks (trait, holder, epoch, lock_pid, keeper_pid, keeper_start)
+                    values (%(t)s, %(o)s, 1, %(l)s, pg_backend_pid(), (select backend_start from pg_stat_activity where pid = pg_backend_pid()))
+                    on conflict (trait) do update set holder = excluded.holder, acquired_at = now(), epoch = {self.s}.locks.epoch + 1,
+                        lock_pid = excluded.lock_pid, keeper_pid = excluded.keeper_pid, keeper_start = excluded.keeper_start
+                    returning epoch""",
+                {"t": trait, "o": owner, "l": lock_pid},
+            ).fetchone()
+        assert row is not None
+        return Fence(trait, int(row[0]), lock_pid, _lock_key(self.schema, trait))
+
+    def _release(self, fence: Fence, keeper: psycopg.Connection[Any]) -> None:
+        if keeper.closed or keeper.broken:
+            return
+        with contextlib.suppress(Exception):
+            keeper.execute(
+                f"update {self.s}.locks set keeper_pid = null, keeper_start = null where trait = %s and epoch = %s",
+                (fence.trait, fence.epoch),
+            )
+
+    def _keep(self, fence: Fence, conn: psycopg.Connection[Any], keeper: psycopg.Connection[Any], stop: threading.Event) -> None:
+        """Keep both sessions busy enough for idle timeouts, and notice a lost lock between writes."""
+        while not stop.wait(lock_ping_seconds()):
+            try:
+                conn.execute("select 1")
+                with keeper.transaction():
+                    self._check_fence(keeper, fence)
+            except LockLostError as e:
+                fence.lost = e.message
+            except Exception as e:  # noqa: BLE001 - a dead session is the lost lock itself
+                fence.lost = f"trait {fence.trait}: the state store session holding its lock ended ({type(e).__name__})"
+            if fence.lost:
+                log.warning("lock lost", extra={"trait": fence.trait, "reason": fence.lost})
+                return
+
+    def _check_fence(self, conn: psycopg.Connection[Any], fence: Fence | None) -> None:
+        """Inside the caller's transaction: raise ``LockLostError`` unless ``fence`` still holds the lock."""
+        if fence is None:
+            return
+        if fence.lost is None:
+            row = conn.execute(
+                f"""select 1 from {self.s}.locks l where l.trait = %(t)s and l.epoch = %(e)s and exists (
+                        select 1 from pg_locks where locktype = 'advisory' and granted and pid = %(p)s
+                        and classid = ((%(k)s >> 32) & 4294967295)::bigint::oid and objid = (%(k)s & 4294967295)::bigint::oid
+                        and objsubid = 1)
+                    for share""",
+                {"t": fence.trait, "e": fence.epoch, "p": fence.lock_pid, "k": fence.key},
+            ).fetchone()
+            if row is None:
+                fence.lost = f"trait {fence.trait}: its lock in the state store {self.where} was lost while it ran"
+        if fence.lost is not None:
+            raise LockLostError(fence.lost, hint="this run stopped and committed nothing; the next run resumes it")
+
+    def fence(self, trait: str) -> Fence | None:
+        return self._fences.get(trait)
 
     def lock_holder(self, trait: str) -> str | None:
         key = _lock_key(self.schema, trait)
@@ -388,6 +504,7 @@ class PostgresStateStore(ChangeTables, StateStore):
         """In one transaction: apply the acknowledged rows, forget the acks, bump the version."""
         s, key = self.s, {"r": run_id, "t": trait, "d": destination}
         with self._db("committing a snapshot") as conn:
+            self._check_fence(conn, self._fences.get(trait))
             if csv is not None:
                 conn.execute("create temp table if not exists pending (id text, h bigint, v text, u text, deleted boolean, hv bigint)")
                 conn.execute("truncate pending")

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-RunStatus = Literal["running", "ok", "partial", "failed", "invalid", "guarded"]
+#: ``interrupted``: stopped past the start of delivery without committing (a state store error,
+#: a lost lock); like a killed ``running`` run, the next run of the trait resumes it
+RunStatus = Literal["running", "interrupted", "ok", "partial", "failed", "invalid", "guarded"]
+UNFINISHED_STATUSES = ("running", "interrupted")
 FINAL_STATUSES = ("ok", "partial", "failed", "invalid", "guarded")
 #: how many given-up calls a history record keeps per destination, with their answers
 MAX_REJECTIONS_KEPT = 20
@@ -17,6 +20,8 @@ class DestinationCounts:
     changed: int = 0
     unchanged: int = 0
     exited: int = 0
+    #: how many of the exits send a call (``on_exit`` may keep every column of some, or all)
+    exit_calls: int = 0
     #: ids missing from the result that ``exit_after`` holds back (not sent, not counted as exited)
     pending_exit: int = 0
     sent: int = 0
