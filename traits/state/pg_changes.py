@@ -4,7 +4,8 @@
 (``state.base.CHANGE_COLUMNS``), recorded just before the fold (idempotent: a repeated commit
 records nothing twice) and pruned by age; ``pending_exits`` holds the ids pending exit,
 replaced at each commit. Both tables are created on first open where missing. Rows move by
-COPY in CSV, converted by the columnar engine (``pg_transfer``).
+COPY in CSV, converted by the columnar engine (``pg_transfer``). Like every write of a run,
+these check the lock's fence (``postgres``) in their own transaction.
 """
 
 from __future__ import annotations
@@ -61,8 +62,11 @@ class ChangeTables:
         s: str
         schema: str
 
+        _fences: dict[str, Any]
+
         def _db(self, what: str) -> AbstractContextManager[psycopg.Connection[Any]]: ...
         def _cache_dir(self, trait: str, destination: str) -> Path: ...
+        def _check_fence(self, conn: psycopg.Connection[Any], fence: Any) -> None: ...
 
     def _create_change_tables(self) -> None:
         with self._db("reading its schema") as conn:
@@ -85,6 +89,7 @@ class ChangeTables:
         s, key = self.s, {"r": run_id, "t": trait, "d": destination}
         try:
             with self._db("recording a run's changes") as conn:
+                self._check_fence(conn, self._fences.get(trait))  # a holder that lost its lock writes nothing
                 conn.execute(
                     "create temp table if not exists history_rows (id text, change text, before_h bigint, before_v text, before_u text, "
                     "after_h bigint, after_v text, after_u text)"
@@ -150,6 +155,7 @@ class ChangeTables:
         pending_to_csv(pending, csv)
         try:
             with self._db("saving pending exits") as conn:
+                self._check_fence(conn, self._fences.get(trait))
                 conn.execute(f"delete from {self.s}.pending_exits where trait = %s and destination = %s", (trait, destination))
                 conn.execute("create temp table if not exists pending_rows (id text, first_missing_at text, misses integer, run_id text)")
                 conn.execute("truncate pending_rows")
