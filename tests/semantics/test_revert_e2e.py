@@ -69,6 +69,7 @@ def test_a_revert_takes_the_receiver_back_to_before_the_run(semantics: Semantics
     history = json.loads(p.cli("history", "t", "--json").stdout)["runs"]
     assert history[0]["run_id"] == revert["run_id"]
     assert history[0]["reverts"] == bad
+    assert f"{revert['run_id']} reverted run {bad}" in p.cli("history", "t").stdout
     # the snapshot holds the reverted values: a second revert of the same run has nothing to send
     code, out = p.run_json_cmd("revert", bad)
     assert code == 0
