@@ -134,3 +134,15 @@ def test_the_guard_counts_exits_as_sent(semantics: SemanticsProject) -> None:
     assert code == 1
     assert out["runs"][0]["status"] == "guarded"
     assert "9 of 10" in out["runs"][0]["error"]
+
+
+def test_kept_exits_are_not_sends_for_the_guard(semantics: SemanticsProject) -> None:
+    p = semantics
+    p.configure(FLAPPING.replace("    max_exit_ratio: 1\n", "    max_exit_ratio: 0.5\n").replace("    exit_after: 2\n", "    on_exit: keep\n"))
+    _people(p, {f"u{i}": ("pro", i) for i in range(10)})
+    _run(p)
+    _people(p, {"u0": ("pro", 0)})
+    mark = p.mark()
+    run = _run(p)  # 9 of 10 exit, but keeping every column sends nothing: not guarded
+    assert (run["status"], run["exited"], run["sent"]) == ("ok", 9, 0)
+    assert p.calls_since(mark) == []
