@@ -39,6 +39,15 @@ def require_postgres() -> None:
         pytest.skip(why)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"not strict JSON: {name}")
+
+
+def strict_json(text: str | bytes) -> Any:
+    """``json.loads`` that refuses NaN and ±Infinity, as a strict JSON parser (a collector) does."""
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
 class Project:
     """A config directory with one source, a file destination and helpers to run commands."""
 
@@ -92,7 +101,7 @@ class Project:
     def calls(self) -> list[dict[str, Any]]:
         if not self.calls_path.exists():
             return []
-        return [json.loads(line) for line in self.calls_path.read_text().splitlines() if line]
+        return [strict_json(line) for line in self.calls_path.read_text().splitlines() if line]
 
     def final(self) -> dict[str, dict[str, Any]]:
         """Each id's traits as a collector would hold them after applying every call in order."""

@@ -7,6 +7,8 @@ directory, never as a Python loop over rows.
 from __future__ import annotations
 
 import os
+import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,17 +26,39 @@ HASH_CANARY_SQL = f"hash('{HASH_SCHEME}')"
 SNAPSHOT_SELECT = "id, h, v, u, deleted, hv"
 
 
-def connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+_engine: duckdb.DuckDBPyConnection | None = None
+_engine_lock = threading.Lock()
+
+
+def _shared_engine(spill_dir: Path | None, memory_limit: str | None) -> duckdb.DuckDBPyConnection:
+    """The process's one engine: its memory limit and threads bound every run at once, not each.
+
+    A daemon runs several traits together; separate engines would each take the limit (and a
+    thread per core). The first caller's settings hold for the process (they come from one
+    config); its spill directory is kept for the process's life.
+    """
+    global _engine
     import duckdb
 
-    con = duckdb.connect(":memory:")
-    limit = memory_limit or os.environ.get("TRAITS_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
-    con.execute(f"SET memory_limit = '{limit}'")
+    with _engine_lock:
+        if _engine is None:
+            engine = duckdb.connect(":memory:")
+            limit = memory_limit or os.environ.get("TRAITS_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
+            engine.execute(f"SET memory_limit = '{limit}'")
+            threads = os.environ.get("TRAITS_ENGINE_THREADS")
+            if threads:
+                engine.execute(f"SET threads = {int(threads)}")
+            spill = Path(tempfile.gettempdir()) if spill_dir is None else spill_dir.parent
+            engine.execute(f"SET temp_directory = '{sql_path(spill / f'sql-traits-spill-{os.getpid()}')}'")
+            _engine = engine
+        return _engine
+
+
+def connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A connection of its own (temp tables and registered batches are per connection) to the shared engine."""
+    con = _shared_engine(spill_dir, memory_limit).cursor()
     con.execute("SET preserve_insertion_order = false")
     con.execute("SET TimeZone = 'UTC'")
-    if spill_dir is not None:
-        spill_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET temp_directory = '{sql_path(spill_dir / 'spill')}'")
     return con
 
 

@@ -92,25 +92,39 @@ def test_warehouse_error_exit_3_one_line(duck_project: Project) -> None:
 
 def test_history_reads_while_another_process_runs(duck_project: Project) -> None:
     """The state store is shared safely: readers never fail or see corrupt state mid-run."""
-    duck_project.sql("create table people as select 'u' || g as id, g as n from range(200000) t(g)")
-    duck_project.write(TRAIT, destinations="  out: {type: file, path: out/calls.jsonl, batch_size: 500}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "traits.cli.main", "--config", str(duck_project.root), "run", "t"],
-        stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
-    seen_running = False
-    deadline = time.monotonic() + 60
-    while process.poll() is None and time.monotonic() < deadline:
-        result = duck_project.cli("history", "--json")
-        assert result.exit_code == 0, result.stderr
-        runs = json.loads(result.stdout)["runs"]
-        seen_running = seen_running or any(r["status"] == "running" for r in runs)
-        status = json.loads(duck_project.cli("status", "--json").stdout)["traits"][0]
-        if status["health"] == "running":
-            assert "pid" in status["running_by"]
-    assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
+    import threading
+
+    from tests.destinations.receiver import Receiver, Reply
+
+    gate = threading.Event()
+
+    def held(_r: object) -> Reply:
+        gate.wait(60)  # the run stays mid-delivery until the readers have seen it running
+        return Reply()
+
+    duck_project.sql("create table people as select 'u' || g as id, g as n from range(20000) t(g)")
+    with Receiver(held) as receiver:
+        duck_project.write(TRAIT, destinations=f"  out: {{type: segment, write_key: k, endpoint: '{receiver.url}', max_batch_calls: 500}}\n")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "traits.cli.main", "--config", str(duck_project.root), "run", "t"],
+            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        )
+        seen_running = False
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            result = duck_project.cli("history", "--json")
+            assert result.exit_code == 0, result.stderr
+            runs = json.loads(result.stdout)["runs"]
+            seen_running = seen_running or any(r["status"] == "running" for r in runs)
+            status = json.loads(duck_project.cli("status", "--json").stdout)["traits"][0]
+            if status["health"] == "running":
+                assert "pid" in status["running_by"]
+            if seen_running and receiver.snapshot():
+                gate.set()  # seen mid-run, with calls in flight: let it finish while reading on
+        gate.set()
+        assert process.wait(timeout=60) == 0, process.stderr.read() if process.stderr else ""
     assert seen_running
-    assert json.loads(duck_project.cli("history", "--json").stdout)["runs"][0]["sent"] == 200000
+    assert json.loads(duck_project.cli("history", "--json").stdout)["runs"][0]["sent"] == 20000
 
 
 def test_a_trait_held_by_another_runner_is_refused_naming_it(duck_project: Project) -> None:
@@ -147,3 +161,31 @@ def test_demo_makes_a_warehouse_the_demo_config_runs_on(tmp_path: Path) -> None:
     assert runner.invoke(cli, ["--config", str(config), "demo", "--mutate"]).exit_code == 0
     second = json.loads(runner.invoke(cli, ["--config", str(config), "run", "--all", "--json"]).stdout)["runs"]
     assert 0 < sum(r["sent"] for r in second) < 20
+
+
+def test_config_and_debug_are_taken_after_the_command_too(duck_project: Project, tmp_path: Path) -> None:
+    setup(duck_project)
+    from click.testing import CliRunner
+
+    from traits.cli.main import cli
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for args in (["run", "--all", "--config", str(duck_project.root), "--json"], ["--config", str(elsewhere), "run", "t", "--config", str(duck_project.root), "--json"]):
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert len(duck_project.calls()) == 30
+    for command in (["history"], ["status"], ["validate"], ["preview", "t"], ["reset", "t"]):
+        result = CliRunner().invoke(cli, [*command, "--config", str(duck_project.root), "--debug", "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, (command, result.output)
+        json.loads(result.stdout)
+
+
+def test_exit_codes_are_documented_in_help() -> None:
+    from click.testing import CliRunner
+
+    from traits.cli.main import cli
+
+    text = CliRunner().invoke(cli, ["--help"]).output
+    for code in ("0  ok", "1  the result", "2  config", "3  warehouse", "4  delivery", "5  state store"):
+        assert code in text

@@ -48,7 +48,7 @@ def test_valid_config_with_env(tmp_path: Path) -> None:
         (GOOD.replace("    kind: user\n", "    kind: user\n    kindd: x\n"), ":10:5", "unknown key 'kindd'"),
         (GOOD.replace("kind: user", "kind: person"), ":9:11", "traits.t.kind"),
         (GOOD.replace("    write_key: ${env:SEG_KEY}\n", ""), ":4:3", "required key 'write_key' is missing"),
-        (GOOD.replace("type: duckdb", "type: oracle"), ":2:14", "unknown type"),
+        (GOOD.replace("type: duckdb", "type: oracle"), ":2:14", "unknown type 'oracle'"),
         (GOOD.replace("source: wh", "source: nope"), ":10:13", "unknown source 'nope'"),
         (GOOD.replace("destinations: [seg]", "destinations: [seg, nope]"), ":12:25", "unknown destination 'nope'"),
         (GOOD + "  u:\n    kind: user\n    source: wh\n    destinations: []\n", ":13:3", "exactly one of sql or sql_file"),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import Project
@@ -110,3 +113,23 @@ def test_duplicate_of_an_unchanged_row_is_caught_after_a_sync(project: Project) 
     code, out = project.run_json("t")
     assert code == 1
     assert "'u7' ×2" in out["runs"][0]["error"]
+
+
+def test_a_first_batch_that_fails_validation_cancels_the_query(tmp_path: Path, pg_schema: str) -> None:
+    """The warehouse query is cancelled, not left to run until its next batch (here: minutes)."""
+    import subprocess
+    import sys
+
+    project = Project(tmp_path, "postgres-psycopg", pg_schema)
+    # the first 1,000 rows come at once; the next would take five minutes
+    project.write(
+        "  t:\n    kind: user\n    source: wh\n    destinations: [out]\n"
+        "    sql: select g as wrong_id, pg_sleep(case when g > 1000 then 300 else 0 end) as n from generate_series(1, 2000) g\n"
+    )
+    (project.root / "traits.yml").write_text((project.root / "traits.yml").read_text().replace("driver: psycopg}", "driver: psycopg, batch_rows: 1000}"))
+    result = subprocess.run(
+        [sys.executable, "-m", "traits.cli.main", "--config", str(project.root), "run", "t"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "no user_id column" in result.stderr

@@ -44,9 +44,19 @@ class Received:
 Script = Callable[[Received], Reply]
 
 
+class NotStrictJson(AssertionError):
+    """A body a strict JSON parser refuses (NaN, Infinity): no collector accepts it."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NotStrictJson(f"a call body holds {name}, which is not JSON")
+
+
 def parse_calls(body: bytes) -> list[dict[str, Any]]:
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except NotStrictJson:
+        raise
     except ValueError:
         return []
     if isinstance(data, dict) and isinstance(data.get("batch"), list):
@@ -61,6 +71,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.not_strict: list[bytes] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -87,12 +98,20 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if exc[0] is None:
+            assert not self.not_strict, f"{len(self.not_strict)} body/bodies were not strict JSON: {self.not_strict[0][:300]!r}"
 
     # -- serving --------------------------------------------------------------------------------
     def _handle(self, handler: BaseHTTPRequestHandler, *, head: bool) -> None:
         length = int(handler.headers.get("content-length") or 0)
         body = handler.rfile.read(length) if length else b""
-        request = Received(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body, parse_calls(body), at=time.monotonic())
+        try:
+            calls = parse_calls(body)
+        except NotStrictJson:
+            with self.lock:
+                self.not_strict.append(body)  # every body must be strict JSON: checked on exit
+            calls = []
+        request = Received(handler.path, {k.lower(): v for k, v in handler.headers.items()}, body, calls, at=time.monotonic())
         with self.lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)

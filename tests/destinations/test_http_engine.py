@@ -116,22 +116,23 @@ def test_a_destination_that_stays_down_stops_after_three_batches_give_up() -> No
 
 
 def test_retry_after_pauses_the_whole_destination_without_using_an_attempt() -> None:
-    answered = []
+    answered: list[tuple[float, str]] = []
 
     def script(r: Received) -> Reply:
-        answered.append(r.at)
+        answered.append((r.at, r.calls[0]["userId"]))
         return Reply(429, headers={"Retry-After": "1"}) if len(answered) == 1 else Reply()
 
     with Receiver(script) as receiver:
         # max_attempts 1: had the 429 counted as an attempt, the batch would be given up
         report = deliver(segment(receiver.url, max_attempts=1, concurrency=4, max_batch_calls=1), [make_call(i) for i in range(8)])
     assert len(report.acked) == 8
-    first, rest = answered[0], answered[1:]
-    # every worker waited out the pause, not only the one that got the 429: besides the requests
-    # already in flight when it came, the other batches went after it (had only one worker
-    # paused, one request would come late and seven at once)
-    assert not any(0.2 < t - first < 0.9 for t in rest)
-    assert sum(1 for t in rest if t - first >= 0.95) >= 3
+    (first, paused), rest = answered[0], answered[1:]
+    # the first four batches (calls 0-3) were in flight when the 429 came; every request sent
+    # after it (calls 4-7, and the paused one again) waited out the whole pause, whichever
+    # worker sent it: a lower bound the pause guarantees, however loaded the machine
+    later = [t for t, key in rest if int(key) >= 4 or key == paused]
+    assert len(later) == 5
+    assert all(t - first >= 0.95 for t in later), [round(t - first, 3) for t in later]
 
 
 def test_the_deadline_stops_retrying() -> None:

@@ -8,7 +8,8 @@ flow:
   ``concurrency`` batches), so memory stays bounded however many rows changed;
 - ``concurrency`` workers, each with one request in flight at most;
 - the retry policy of ``policy.classify``: 2xx acknowledged; 400/413 halved down to the one
-  call refused, which is rejected with the answer; 3xx/401/403/404 stop the destination;
+  call refused, which is rejected with the answer (a collector that refuses request after
+  request, ``refusal_limit`` in a row, is stopped); 3xx/401/403/404 stop the destination;
   408/429/5xx and network errors retried with full-jitter backoff up to ``max_attempts``;
 - ``Retry-After`` on 429/503 pauses every worker of this destination, without using an attempt;
 - the run's delivery deadline: past it, nothing more is attempted and the destination stops.
@@ -95,6 +96,18 @@ class HttpDestination(Destination):
         self._resume_at = 0.0  # monotonic instant a Retry-After pause ends
         self._ack_lock: asyncio.Lock | None = None
         self._given_up_in_a_row = 0  # batches out of attempts since the last acknowledgement
+        self._refused_in_a_row = 0  # requests refused (split or rejected) since the last acknowledgement
+
+    @property
+    def refusal_limit(self) -> int:
+        """Refused requests in a row after which the destination stops (``SPLIT`` answers, PROTOCOL.md).
+
+        Isolating one bad call in a batch of n takes about log2(n) refusals before a good half is
+        accepted, and each worker may be isolating one at once; twice that, plus a margin, is a
+        bound no collector that accepts some calls reaches, and it keeps a collector that
+        refuses everything to a few hundred requests, whatever the number of calls.
+        """
+        return self.concurrency * 2 * (self.max_batch_calls.bit_length() + 2)
 
     # -- what a subclass provides ---------------------------------------------------------------
     @abstractmethod
@@ -180,13 +193,22 @@ class HttpDestination(Destination):
                 return
             answer = await self.attempt(calls)
             if answer.action is Action.ACK:
-                self._given_up_in_a_row = 0
+                self._given_up_in_a_row = self._refused_in_a_row = 0
                 await self._acknowledge(calls, report)
                 return
             if answer.action is Action.STOP:
                 self.stop(answer.detail)
                 return
             if answer.action is Action.SPLIT:
+                self._refused_in_a_row += 1
+                if self._refused_in_a_row > self.refusal_limit:
+                    # one bad call among good ones is isolated in far fewer refusals (the good
+                    # halves are accepted on the way); this many in a row means every call is refused
+                    self.stop(
+                        f"destination {self.name}: {self._refused_in_a_row:,} requests in a row were refused without one being "
+                        f"accepted (last: {answer.detail}); it refuses every call: stopped for this run, the next run sends what is left"
+                    )
+                    return
                 if len(calls) == 1:
                     report.rejected(calls[0], answer.detail)
                     return

@@ -27,7 +27,7 @@ _DONE = object()
 def fetch(warehouse: Warehouse, sql: str, *, max_rows: int, trait: str, progress: Progress | None = None) -> Iterator[pa.RecordBatch]:
     """Yield the result's batches; stop the query and fail as soon as it passes ``max_rows``."""
     seen = 0
-    for batch in read_ahead(warehouse.stream(sql, max_rows=max_rows)):
+    for batch in read_ahead(warehouse.stream(sql, max_rows=max_rows), on_abandon=warehouse.cancel):
         seen += batch.num_rows
         if seen > max_rows:
             raise ValidationError(
@@ -39,8 +39,12 @@ def fetch(warehouse: Warehouse, sql: str, *, max_rows: int, trait: str, progress
         yield batch
 
 
-def read_ahead(source: Iterator[Any], depth: int = READ_AHEAD) -> Iterator[Any]:
-    """Iterate ``source`` on a thread, at most ``depth`` items ahead of the consumer."""
+def read_ahead(source: Iterator[Any], depth: int = READ_AHEAD, on_abandon: Callable[[], None] | None = None) -> Iterator[Any]:
+    """Iterate ``source`` on a thread, at most ``depth`` items ahead of the consumer.
+
+    A consumer that stops early (a batch failed validation) calls ``on_abandon`` so the source
+    stops at once (the warehouse cancels the query) instead of after its next batch.
+    """
     items: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -65,16 +69,20 @@ def read_ahead(source: Iterator[Any], depth: int = READ_AHEAD) -> Iterator[Any]:
 
     thread = threading.Thread(target=produce, name="traits-read-ahead", daemon=True)
     thread.start()
+    finished = False
     try:
         while True:
             item = items.get()
             if item is _DONE:
+                finished = True
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
     finally:
         stop.set()
+        if not finished and thread.is_alive() and on_abandon is not None:
+            on_abandon()
         while thread.is_alive():  # let the producer see the stop and close the query
             try:
                 items.get(timeout=0.1)

@@ -9,6 +9,7 @@ snapshots, and re-diffed, so only what was not acknowledged is sent again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -367,13 +368,18 @@ class _Runner:
         deadline = time.monotonic() + self.config.settings.delivery_deadline
         jobs = []
         total = 0
-        for destination, path in changes.items():
-            counts = record.destinations[destination]
-            expected = self._calls_for(counts)
-            total += expected - counts.sent
-            dest = open_destination(destination, self.config.destinations[destination], config_dir=self.config.directory, deadline=deadline)
-            log_ = self.state.ack_log(record.run_id, self.name, destination)
-            jobs.append(DeliveryJob(dest, path, builders[destination], Recorder(counts, log_, self.progress.advance), expected))
+        with contextlib.ExitStack() as opened:
+            # a setup that fails half-way (a bad secret on the second destination) closes
+            # what it had opened; once delivering, each job closes its own
+            for destination, path in changes.items():
+                counts = record.destinations[destination]
+                expected = self._calls_for(counts)
+                total += expected - counts.sent
+                dest = open_destination(destination, self.config.destinations[destination], config_dir=self.config.directory, deadline=deadline)
+                log_ = self.state.ack_log(record.run_id, self.name, destination)
+                opened.callback(log_.close)
+                jobs.append(DeliveryJob(dest, path, builders[destination], Recorder(counts, log_, self.progress.advance), expected))
+            opened.pop_all()
         self.progress.phase("deliver", total)
         asyncio.run(deliver_all(jobs))
 

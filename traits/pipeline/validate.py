@@ -264,14 +264,18 @@ def check_unique(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, staged
 
 
 def check_sizes(con: duckdb.DuckDBPyConnection, name: str, changes: Path, *, max_call_bytes: int) -> None:
-    """Every call to be sent fits: its traits (and user id) under the call limit less the envelope."""
-    limit = max_call_bytes - ENVELOPE_BYTES
+    """Every call to be sent fits: its traits and ids (a long id counts too) under the call limit less the envelope.
+
+    The envelope (messageId, type, timestamp, context) is bounded by ``ENVELOPE_BYTES`` plus the
+    trait's name, which the context carries.
+    """
+    limit = max_call_bytes - ENVELOPE_BYTES - len(name.encode())
     f = f"read_parquet('{sql_path(changes)}')"
-    size = "strlen(coalesce(v, '')) + strlen(coalesce(uid, ''))"
+    size = "strlen(coalesce(v, '')) + strlen(coalesce(uid, '')) + 2 * strlen(id)"
     big = con.execute(f"select id, {size} as n, count(*) over () from {f} where {size} > {limit} order by n desc limit {EXAMPLES}").fetchall()
     if big:
         raise ValidationError(
-            f"trait {name}: {big[0][2]:,} row(s) are too large to send, over {limit:,} bytes of traits "
+            f"trait {name}: {big[0][2]:,} row(s) are too large to send, over {limit:,} bytes of traits and ids "
             f"(largest: id {big[0][0]!r}, {big[0][1]:,} bytes)",
             hint="send fewer or shorter values per row",
         )

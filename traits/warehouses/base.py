@@ -11,9 +11,10 @@ driver gives as text carry the ``DECIMAL_TEXT`` marker.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -38,6 +39,15 @@ class Warehouse(ABC):
         self.name = name
         self.config = config
         self.config_dir = config_dir
+        #: stops the query ``stream`` is running, from another thread (set while one runs)
+        self._canceller: Callable[[], None] | None = None
+
+    def cancel(self) -> None:
+        """Ask the warehouse to stop the running query (a result already rejected); best effort."""
+        canceller = self._canceller
+        if canceller is not None:
+            with contextlib.suppress(Exception):
+                canceller()
 
     @abstractmethod
     def stream(self, sql: str, *, max_rows: int) -> Iterator[pa.RecordBatch]:

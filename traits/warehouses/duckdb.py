@@ -39,6 +39,7 @@ class DuckDBWarehouse(Warehouse):
         import duckdb
 
         con = self._connect()
+        self._canceller = con.interrupt
         timer = threading.Timer(self.config.statement_timeout, con.interrupt)
         timer.daemon = True
         timer.start()
@@ -57,6 +58,7 @@ class DuckDBWarehouse(Warehouse):
         except duckdb.Error as e:
             raise self._error(e, sql, wrapped, timed_out=not timer.is_alive()) from e
         finally:
+            self._canceller = None
             timer.cancel()
             con.close()
 

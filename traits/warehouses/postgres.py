@@ -90,6 +90,7 @@ class PostgresWarehouse(Warehouse):
             raise self._error(e, sql, wrapped) from e
         try:
             cursor = conn.cursor()
+            self._canceller = cursor.adbc_cancel
             try:
                 cursor.execute(wrapped)
                 reader = cursor.fetch_record_batch()
@@ -104,6 +105,7 @@ class PostgresWarehouse(Warehouse):
             except (AdbcError, pa.ArrowException, OSError) as e:  # errors met mid-stream come as Arrow errors
                 raise self._error(e, sql, wrapped) from e
             finally:
+                self._canceller = None
                 cursor.close()
         finally:
             conn.close()
@@ -118,6 +120,7 @@ class PostgresWarehouse(Warehouse):
             conn = psycopg.connect(self.conninfo())
         except psycopg.Error as e:
             raise self._error(e, sql, wrapped) from e
+        self._canceller = conn.cancel_safe if hasattr(conn, "cancel_safe") else conn.cancel
         try:
             with conn.cursor(name="sql_traits_result") as cursor:
                 cursor.itersize = self.config.batch_rows
@@ -133,6 +136,7 @@ class PostgresWarehouse(Warehouse):
                     # positions count from the start of the DECLARE psycopg sends for a named cursor
                     raise self._error(e, sql, f'DECLARE "sql_traits_result" CURSOR FOR {wrapped}') from e
         finally:
+            self._canceller = None
             conn.close()
 
     # -- errors and checks -----------------------------------------------------------------
