@@ -24,6 +24,8 @@ HASH_CANARY_SQL = f"hash('{HASH_SCHEME}')"
 #: the columns of a snapshot file: id, h (row hash), v (canonical JSON), u (an account's user
 #: id), deleted (an exit), hv (the hash canary of the engine that computed h)
 SNAPSHOT_SELECT = "id, h, v, u, deleted, hv"
+#: the run that got a snapshot row acknowledged; files written before it was kept lack it
+RUN_COLUMN = "r"
 
 
 _engine: duckdb.DuckDBPyConnection | None = None
@@ -74,12 +76,15 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def latest_rows(files: Sequence[Path], columns: str = SNAPSHOT_SELECT, per_file: Mapping[Path, str] | None = None) -> str:
+def latest_rows(
+    files: Sequence[Path], columns: str = SNAPSHOT_SELECT, per_file: Mapping[Path, str] | None = None, *, keep_deleted: bool = False
+) -> str:
     """SQL for the current rows of a snapshot: a later file's row for an id wins; deleted ones dropped.
 
     Written as anti joins of each file against the files after it, which is cheap when the
     first file is large and the later ones small (the shape compaction keeps). ``per_file``
     replaces the select list for some files (to rehash rows an older engine hashed).
+    ``keep_deleted`` keeps the exits (compaction keeps them, so a profile can say an id exited).
     """
     if not files:
         return (
@@ -96,4 +101,4 @@ def latest_rows(files: Sequence[Path], columns: str = SNAPSHOT_SELECT, per_file:
         else:
             parts.append(f"select {select} from {source}")
     union = "\nunion all\n".join(parts)
-    return f"select * from (\n{union}\n) where not deleted"
+    return f"select * from (\n{union}\n)" + ("" if keep_deleted else " where not deleted")

@@ -79,8 +79,9 @@ def setup_logging(json_lines: bool | None = None, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # APScheduler says "Running job ..." at INFO for every run; our own run logs say more
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
-    # httpx logs every request's full URL at INFO; an alert webhook's URL is its secret
-    for name in ("httpx", "httpcore"):
+    # httpx logs every request's full URL at INFO; an alert webhook's URL is its secret;
+    # uvicorn (the console's server) says "Started server process" and the like at INFO
+    for name in ("httpx", "httpcore", "uvicorn", "uvicorn.error"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 

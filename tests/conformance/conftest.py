@@ -9,6 +9,7 @@ server and the role ``traits_reader``, granted USAGE on ``conf`` and SELECT on i
 from __future__ import annotations
 
 import logging
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from .engines import (
     BIGQUERY_TYPES,
     DUCKDB_TYPES,
+    MARIADB_ADMIN,
     PG_ADMIN,
     PG_DATABASE,
     POSTGRES_TYPES,
@@ -28,11 +30,14 @@ from .engines import (
     SNOWFLAKE_TYPES,
     Dialect,
     Engine,
+    mariadb_types,
+    require_mariadb,
     require_module,
     require_postgres,
 )
 
-ENGINES = ["duckdb", "postgres", "postgres_psycopg", "redshift", "snowflake", "bigquery"]
+ENGINES = ["duckdb", "postgres", "postgres_psycopg", "redshift", "snowflake", "bigquery", "mariadb", "sqlalchemy_duckdb",
+           "sqlalchemy_postgres"]
 
 PG_SETUP = f"""
 drop schema if exists conf cascade;
@@ -206,6 +211,69 @@ def bigquery_engine() -> Iterator[Engine]:
         denied = ("select user_id, n from restricted.secrets", "BigQuery Data Viewer")
         yield Engine("bigquery", source, admin, dialect, denied=denied, backend=fake)
     con.close()
+
+
+# -- MariaDB through the SQLAlchemy source -------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def mariadb_engine() -> Iterator[Engine]:
+    """A database pair and a user made for this session (MySQL's schemas are databases), dropped after."""
+    require_mariadb()
+    import pymysql
+    from sqlalchemy import make_url
+
+    tag = uuid.uuid4().hex[:8]
+    conf, restricted, user, password = f"tconf_{tag}", f"trestricted_{tag}", f"traits_reader_{tag}", f"pw-{tag}"
+    url = make_url(MARIADB_ADMIN)
+    root = pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "", autocommit=True)
+
+    def admin(sql: str) -> None:
+        with root.cursor() as cursor:
+            for statement in filter(str.strip, sql.split(";")):
+                cursor.execute(statement)
+
+    admin(f"""create database {conf}; create database {restricted};
+        create table {conf}.numbers (n integer primary key); insert into {conf}.numbers select seq from {conf}.seq_1_to_2500;
+        create table {conf}.guarded (n integer); insert into {conf}.guarded values (1), (2), (3);
+        create table {conf}.typed (bo boolean, ts_tz timestamp null);
+        set time_zone = '+02:00'; insert into {conf}.typed values (true, '2024-01-01 12:00:00'); set time_zone = '+00:00';
+        create table {restricted}.secrets as select 'u1' as user_id, 1 as n;
+        create user '{user}'@'%' identified by '{password}';
+        grant select on {conf}.* to '{user}'@'%'; grant delete on {conf}.guarded to '{user}'@'%'""")
+    with root.cursor() as cursor:  # a function's body holds semicolons: one statement of its own
+        cursor.execute(f"create function {conf}.purge() returns int modifies sql data begin delete from {conf}.guarded; return 1; end")
+    admin(f"grant execute on function {conf}.purge to '{user}'@'%'")
+    source = {"type": "sqlalchemy", "url": f"mysql+pymysql://{user}:{password}@{url.host}:{url.port or 3306}/{conf}",
+              "batch_rows": 1000, "json_columns": ["arr", "j", "rec"]}
+    dialect = Dialect(text="char", types=mariadb_types(conf), slow="select 'x' as user_id, sleep(30) as n", conf=conf)
+    denied = (f"select user_id, n from {restricted}.secrets", f"GRANT SELECT ON {restricted}.secrets TO '{user}'@'%'")
+    try:
+        yield Engine("mariadb", source, admin, dialect, denied=denied, no_write_test=None, backend={"user": user, "conf": conf})
+    finally:
+        admin(f"drop database if exists {conf}; drop database if exists {restricted}; drop user if exists '{user}'@'%'")
+        root.close()
+
+
+# -- DuckDB through the SQLAlchemy source (duckdb-engine): a second real dialect -------------------------
+
+@pytest.fixture(scope="session")
+def sqlalchemy_duckdb_engine(duckdb_engine: Engine) -> Engine:
+    require_module("duckdb_engine", "pip install duckdb-engine")
+    path = duckdb_engine.source["path"]
+    source = {"type": "sqlalchemy", "url": f"duckdb:///{path}", "batch_rows": 1000}
+    no_write = "the file is opened read_only (connect_args), and DuckDB has no functions that write"
+    return Engine("sqlalchemy_duckdb", source, duckdb_engine.admin, duckdb_engine.dialect, no_write_test=no_write)
+
+
+# -- Postgres through the SQLAlchemy source (psycopg): the Postgres-compatible family -------------------
+
+@pytest.fixture(scope="session")
+def sqlalchemy_postgres_engine(pg_database: str) -> Engine:
+    require_module("sqlalchemy", "pip install 'sql-traits[sqlalchemy]'")
+    url = f"postgresql+psycopg://{READER}:{READER_PASSWORD}@127.0.0.1:5432/{PG_DATABASE}"
+    dialect = Dialect(types=POSTGRES_TYPES, slow="select 'x' as user_id, pg_sleep(30) as n")
+    return Engine("sqlalchemy_postgres", {"type": "sqlalchemy", "url": url, "batch_rows": 1000}, _pg_admin(pg_database), dialect,
+                  denied=PG_DENIED, no_write_test=None)
 
 
 @pytest.fixture

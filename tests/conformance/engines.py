@@ -34,9 +34,15 @@ class Dialect:
     types: str = ""
     #: a query that runs for far longer than a second; None: the stand-in cannot be slow
     slow: str | None = None
+    #: the schema (MySQL: database) holding the readable test tables
+    conf: str = "conf"
 
     def numbers(self) -> str:
-        return f"select 'u' || cast(n as {self.text}) as user_id, n from conf.numbers"
+        user_id = self.concat("'u'", f"cast(n as {self.text})")
+        return f"select {user_id} as user_id, n from {self.conf}.numbers"
+
+    def concat(self, a: str, b: str) -> str:
+        return f"concat({a}, {b})" if self.text == "char" else f"{a} || {b}"
 
 
 @dataclass
@@ -51,6 +57,10 @@ class Engine:
     no_write_test: str | None = "it has no read-only session: the role's grants keep it read-only (README)"
     #: the stand-in's own state, for tests that check what the driver sent it
     backend: Any = None
+
+    @property
+    def conf(self) -> str:
+        return self.dialect.conf
 
     def model(self, **overrides: Any) -> Any:
         return TypeAdapter(SourceConfig).validate_python({**self.source, **overrides})
@@ -124,6 +134,34 @@ def require_module(name: str, install: str) -> Any:
         if IN_CI:
             pytest.fail(f"CI needs {name} for the conformance suite: {install}")
         pytest.skip(f"{name} is not installed: {install}")
+
+
+MARIADB_ADMIN = os.environ.get("TRAITS_TEST_MARIADB", "mysql+pymysql://root:@127.0.0.1:3306/")
+
+
+def require_mariadb() -> None:
+    """Skip without MariaDB, except under CI=true, where its absence is a failure."""
+    try:
+        import pymysql
+        from sqlalchemy import make_url
+
+        url = make_url(MARIADB_ADMIN)
+        pymysql.connect(host=url.host, port=url.port or 3306, user=url.username, password=url.password or "", connect_timeout=3).close()
+    except Exception as e:  # ImportError or any connection failure
+        why = f"MariaDB at {MARIADB_ADMIN} is not reachable: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+        if IN_CI:
+            pytest.fail(f"CI needs MariaDB for the sqlalchemy engine: {why}")
+        pytest.skip(why)
+
+
+def mariadb_types(conf: str) -> str:
+    """Every type of the mapping table in MariaDB: no arrays or structs (JSON stands in), no
+    NaN or Infinity (null, what they are sent as anyway), BOOLEAN and TIMESTAMP from a table."""
+    return f"""select 'u1' as user_id, json_array(1, 2) as arr, cast(9223372036854775807 as signed) as big, bo,
+  unhex('ABCD') as `by`, cast(12345.67 as decimal(10, 2)) as d, date '2024-02-29' as dt, cast(1.5 as double) as f,
+  cast(null as double) as f_inf, cast(null as double) as f_nan, json_object('a', json_array(1, 2)) as j, -42 as neg,
+  json_object('x', 1, 'y', 'z') as rec, 'héllo' as s, time '12:34:56' as t, timestamp '2024-01-01 12:00:00' as ts_ntz,
+  ts_tz from {conf}.typed"""
 
 
 def require_postgres() -> None:

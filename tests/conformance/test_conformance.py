@@ -1,7 +1,8 @@
 """One conformance suite every warehouse passes: streaming, types, row cap, timeout, errors, a run.
 
-Parametrized over DuckDB, Postgres (ADBC and psycopg), Redshift, Snowflake and BigQuery
-(see ``conftest.py`` for what stands in for the servers that cannot run here).
+Parametrized over DuckDB, Postgres (ADBC and psycopg), Redshift, Snowflake, BigQuery, and the
+SQLAlchemy source on MariaDB and on DuckDB (see ``conftest.py`` for what stands in for the
+servers that cannot run here).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def test_every_type_maps_to_the_same_json(engine: Engine, config_dir: Path, tmp_
 
 def test_known_ids_finds_only_existing_ids(engine: Engine, config_dir: Path) -> None:
     with engine.warehouse(config_dir) as wh:
-        assert wh.known_ids("conf.numbers", "n", ["1", "2500", "99999", "it's"]) == {"1", "2500"}
+        assert wh.known_ids(f"{engine.conf}.numbers", "n", ["1", "2500", "99999", "it's"]) == {"1", "2500"}
 
 
 def test_stops_one_row_past_max_rows(engine: Engine, config_dir: Path) -> None:
@@ -103,7 +104,7 @@ def test_sql_syntax_error_names_the_line(engine: Engine, config_dir: Path) -> No
 
 def test_missing_table_is_a_warehouse_error(engine: Engine, config_dir: Path) -> None:
     with engine.warehouse(config_dir) as wh, pytest.raises(WarehouseError) as info:
-        list(wh.stream("select n as user_id from conf.no_such_table", max_rows=10))
+        list(wh.stream(f"select n as user_id from {engine.conf}.no_such_table", max_rows=10))
     assert "no_such_table" in str(info.value).lower()
     assert info.value.hint
 
@@ -137,7 +138,7 @@ def _calls(root: Path) -> list[dict[str, Any]]:
 
 
 def test_run_rerun_change_and_delete(engine: Engine, config_dir: Path) -> None:
-    table = f"conf.people_{uuid.uuid4().hex[:8]}"
+    table = f"{engine.conf}.people_{uuid.uuid4().hex[:8]}"
     engine.admin(f"create table {table} (id varchar(20), name varchar(50), score integer)")
     engine.admin(f"insert into {table} values ('u1', 'Ann', 1), ('u2', 'Bob', 2), ('u3', 'Cy', 3), ('u4', 'Di', 4)")
     config, state = _project(engine, config_dir, f"select id as user_id, name, score from {table}")
@@ -170,7 +171,7 @@ def test_run_rerun_change_and_delete(engine: Engine, config_dir: Path) -> None:
 
 def _guarded_rows(engine: Engine, config_dir: Path) -> int:
     with engine.warehouse(config_dir) as wh:
-        batches = list(wh.stream("select count(*) as n from conf.guarded", max_rows=1))
+        batches = list(wh.stream(f"select count(*) as n from {engine.conf}.guarded", max_rows=1))
     return int(batches[0].column(0)[0].as_py())
 
 
@@ -178,13 +179,13 @@ def test_trait_sql_cannot_write(engine: Engine, config_dir: Path) -> None:
     if engine.no_write_test:
         pytest.skip(f"{engine.name}: {engine.no_write_test}")
     assert _guarded_rows(engine, config_dir) == 3
-    config, state = _project(engine, config_dir, "delete from conf.guarded")
+    config, state = _project(engine, config_dir, f"delete from {engine.conf}.guarded")
     result = run_trait(config, state, "people", RunOptions())
     assert result.exit_code == 3
     assert result.record.status == "failed"
     # a write hidden in a function call gets past the select wrapper: the read-only session stops it
     with engine.warehouse(config_dir) as wh, pytest.raises(WarehouseError, match="read-only") as info:
-        list(wh.stream("select 'u1' as user_id, conf.purge() as n", max_rows=10))
+        list(wh.stream(f"select 'u1' as user_id, {engine.conf}.purge() as n", max_rows=10))
     assert info.value.exit_code == 3
     assert _guarded_rows(engine, config_dir) == 3
     assert _calls(config_dir) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from traits.errors import ConfigError, WarehouseError
 
 from .engines import READER, Engine
 
-PG_LIKE = ["postgres", "postgres_psycopg", "redshift"]
+PG_LIKE = ["postgres", "postgres_psycopg", "redshift", "sqlalchemy_postgres"]
 
 
 @pytest.fixture(params=PG_LIKE)
@@ -131,8 +132,10 @@ def test_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_pat
 def test_importing_traits_loads_no_driver() -> None:
     code = (
         "import sys, traits, traits.warehouses, traits.warehouses.redshift, traits.warehouses.snowflake, "
-        "traits.warehouses.bigquery, traits.warehouses.postgres, traits.warehouses.duckdb\n"
-        "drivers = ['redshift_connector', 'snowflake.connector', 'google.cloud.bigquery', 'psycopg', 'adbc_driver_postgresql']\n"
+        "traits.warehouses.bigquery, traits.warehouses.postgres, traits.warehouses.duckdb, traits.warehouses.sqlalchemy, "
+        "traits.config.dbt, traits.config.selectors, traits.cli.main\n"
+        "drivers = ['redshift_connector', 'snowflake.connector', 'google.cloud.bigquery', 'psycopg', 'adbc_driver_postgresql', "
+        "'sqlalchemy', 'pymysql', 'pymssql', 'pyodbc', 'trino', 'duckdb_engine', 'dbt']\n"
         "loaded = [m for m in drivers if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
@@ -176,3 +179,142 @@ def test_redshift_iam_settings_pass_through(tmp_path: Path) -> None:
     assert (args["access_key_id"], args["secret_access_key"]) == ("AKIA-test", "secret-test")
     assert args["application_name"] == "sql-traits"
     assert "host" not in args
+
+
+# -- the SQLAlchemy source on MariaDB ---------------------------------------------------------------
+
+def test_mariadb_session_is_read_only_with_timeout_and_utc(mariadb_engine: Engine, config_dir: Path) -> None:
+    sql = "select @@session.tx_read_only as ro, @@session.max_statement_time as st, @@session.time_zone as tz, current_user() as who"
+    with mariadb_engine.warehouse(config_dir, statement_timeout=42) as wh:
+        row = next(iter(wh.stream(sql, max_rows=1))).to_pylist()[0]
+    assert row == {"ro": 1, "st": 42.0, "tz": "+00:00", "who": f"{mariadb_engine.backend['user']}@%"}
+
+
+def test_mariadb_check_lists_only_readable_tables(mariadb_engine: Engine, config_dir: Path) -> None:
+    with mariadb_engine.warehouse(config_dir) as wh:
+        lines = wh.check()
+    assert "read-only transaction" in lines[0]
+    assert f"{mariadb_engine.conf}.numbers" in lines[1]
+    assert "secrets" not in lines[1]
+
+
+def test_sqlalchemy_url_password_never_prints(mariadb_engine: Engine, config_dir: Path) -> None:
+    url = mariadb_engine.source["url"]
+    wrong = url.replace(":pw-", ":wrong-pw-")
+    wh = mariadb_engine.warehouse(config_dir, url=wrong)
+    with wh, pytest.raises(WarehouseError) as info:
+        list(wh.stream("select 1 as user_id", max_rows=1))
+    assert "refused the credentials" in str(info.value)
+    assert info.value.exit_code == 3
+    password = wrong.split(":")[2].split("@")[0]
+    assert password not in str(info.value)
+    assert password not in wh.safe_url()  # type: ignore[attr-defined]
+    assert password not in repr(mariadb_engine.model(url=wrong))
+
+
+def test_sqlalchemy_refused_connection_is_a_warehouse_error(mariadb_engine: Engine, config_dir: Path) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mariadb_engine.warehouse(config_dir, url=f"mysql+pymysql://u:p@127.0.0.1:{port}/db") as wh, pytest.raises(WarehouseError) as info:
+        list(wh.stream("select 1 as user_id", max_rows=1))
+    assert info.value.exit_code == 3
+    assert "host and port" in (info.value.hint or "")
+
+
+def test_sqlalchemy_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pydantic import TypeAdapter
+
+    from traits.config.models import SourceConfig
+    from traits.warehouses import open_warehouse
+
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # import now raises ImportError
+    source = TypeAdapter(SourceConfig).validate_python({"type": "sqlalchemy", "url": "mysql+pymysql://u:p@127.0.0.1/db"})
+    with open_warehouse("wh", source, tmp_path) as wh, pytest.raises(ConfigError) as info:
+        list(wh.stream("select 1", max_rows=1))
+    assert "pip install 'sql-traits[mysql]'" in str(info.value)
+
+
+def test_sqlalchemy_sqlite_session_is_query_only(tmp_path: Path) -> None:
+    """SQLite through SQLAlchemy: the session's PRAGMA query_only refuses a write that got past the select wrapper."""
+    import sqlite3
+
+    from pydantic import TypeAdapter
+    from sqlalchemy.exc import DBAPIError
+
+    from traits.config.models import SourceConfig
+    from traits.warehouses import open_warehouse
+
+    db = tmp_path / "app.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table people (id text, n integer)")
+        conn.execute("insert into people values ('u1', 1), ('u2', 2)")
+    source = TypeAdapter(SourceConfig).validate_python({"type": "sqlalchemy", "url": f"sqlite:///{db}", "batch_rows": 1000})
+    with open_warehouse("wh", source, tmp_path) as wh:
+        rows = [r for b in wh.stream("select id as user_id, n from people", max_rows=10) for r in b.to_pylist()]
+        assert rows == [{"user_id": "u1", "n": 1}, {"user_id": "u2", "n": 2}]
+        with wh.engine().connect() as conn:  # type: ignore[attr-defined]
+            wh._prepare(conn)  # type: ignore[attr-defined]
+            with pytest.raises(DBAPIError) as raised:
+                conn.exec_driver_sql("delete from people")
+        mapped = wh._error(raised.value.orig, "delete from people", "delete from people", timed_out=False)  # type: ignore[attr-defined]
+        assert "read-only" in str(mapped)
+        assert mapped.exit_code == 3
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from people").fetchone() == (2,)
+
+
+def test_mariadb_bit_tinyint_year_and_unsigned_overflow(mariadb_engine: Engine, config_dir: Path) -> None:
+    from traits.errors import ValidationError
+
+    table = f"{mariadb_engine.conf}.bits_{uuid.uuid4().hex[:8]}"
+    mariadb_engine.admin(f"create table {table} (b1 bit(1), b8 bit(8), t1 tinyint(1), t4 tinyint, y year, u bigint unsigned)")
+    mariadb_engine.admin(f"insert into {table} values (1, 200, 0, 7, 2024, 5), (0, 3, 1, -1, 1999, 18446744073709551615)")
+    with mariadb_engine.warehouse(config_dir) as wh:
+        batch = next(iter(wh.stream(f"select b1, b8, t1, t4, y from {table} order by y desc", max_rows=10)))
+        assert batch.to_pylist() == [{"b1": True, "b8": 200, "t1": False, "t4": 7, "y": 2024},
+                                     {"b1": False, "b8": 3, "t1": True, "t4": -1, "y": 1999}]
+        with pytest.raises(ValidationError, match="cast the column"):
+            list(wh.stream(f"select u from {table}", max_rows=10))
+
+
+def test_sqlalchemy_dialects_without_a_server_here_get_their_timeout_and_limit() -> None:
+    """SQL Server and Trino cannot run here: the plumbing that reaches their drivers is checked instead."""
+    from traits.warehouses import sa_dialects as d
+
+    trino = d.connect_args("trino", "", 90, {"session_properties": {"query_priority": "2"}})
+    assert trino["session_properties"] == {"query_priority": "2", "query_max_execution_time": "90s"}
+    assert trino["source"] == "sql-traits"
+    assert d.connect_args("mssql", "pymssql", 42.5, {})["timeout"] == 42
+    assert d.session_statements("mssql", mariadb=False, timeout=2) == ["SET LOCK_TIMEOUT 2000"]
+    assert d.limited_sql("mssql", "mssql", "select 1 as user_id;\n-- note", 10) == "select top (11) * from (\nselect 1 as user_id\n) as sql_traits_result"
+    assert d.session_statements("mysql", mariadb=False, timeout=1.5)[1] == "SET SESSION max_execution_time = 1500"
+    assert d.session_statements("mysql", mariadb=True, timeout=1.5)[1] == "SET SESSION max_statement_time = 1.5"
+    assert d.session_statements("postgres", mariadb=False, timeout=3)[0] == "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+
+
+@pytest.mark.parametrize(("url", "extra"), [("trino://u@127.0.0.1:8080/hive", "trino"), ("mssql+pymssql://u:p@127.0.0.1/db", "mssql")])
+def test_sqlalchemy_missing_dialect_names_the_extra(tmp_path: Path, url: str, extra: str) -> None:
+    import importlib.util
+
+    from pydantic import TypeAdapter
+
+    from traits.config.models import SourceConfig
+    from traits.warehouses import open_warehouse
+
+    if importlib.util.find_spec("trino" if extra == "trino" else "pymssql"):
+        pytest.skip(f"the {extra} driver is installed here")
+    source = TypeAdapter(SourceConfig).validate_python({"type": "sqlalchemy", "url": url})
+    with open_warehouse("wh", source, tmp_path) as wh, pytest.raises(ConfigError) as info:
+        list(wh.stream("select 1", max_rows=1))
+    assert f"pip install 'sql-traits[{extra}]'" in str(info.value)
+
+
+@pytest.mark.parametrize("engine_name", ["mariadb", "sqlalchemy_postgres"])
+def test_sqlalchemy_sql_with_percent_and_colons_runs_as_written(request: pytest.FixtureRequest, engine_name: str, config_dir: Path) -> None:
+    """The trait's SQL reaches the driver untouched: no %-interpolation, no :name bind parameters."""
+    engine: Engine = request.getfixturevalue(f"{engine_name}_engine")
+    sql = f"select 'u:x' as user_id, count(*) as n from {engine.conf}.numbers where n % 1000 = 0 and 'a%b' like 'a%'"
+    with engine.warehouse(config_dir) as wh:
+        rows = next(iter(wh.stream(sql, max_rows=1))).to_pylist()
+    assert rows == [{"user_id": "u:x", "n": 2}]

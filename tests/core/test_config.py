@@ -51,7 +51,7 @@ def test_valid_config_with_env(tmp_path: Path) -> None:
         (GOOD.replace("type: duckdb", "type: oracle"), ":2:14", "unknown type 'oracle'"),
         (GOOD.replace("source: wh", "source: nope"), ":10:13", "unknown source 'nope'"),
         (GOOD.replace("destinations: [seg]", "destinations: [seg, nope]"), ":12:25", "unknown destination 'nope'"),
-        (GOOD + "  u:\n    kind: user\n    source: wh\n    destinations: []\n", ":13:3", "exactly one of sql or sql_file"),
+        (GOOD + "  u:\n    kind: user\n    source: wh\n    destinations: []\n", ":13:3", "exactly one of sql, sql_file or model"),
         (GOOD.replace("    destinations: [seg]\n", "    destinations: [seg]\n    schedule: every 5 minutes\n"), ":13:15", "is not a duration"),
         (GOOD.replace("    destinations: [seg]\n", "    destinations: [seg]\n    schedule: '61 * * * *'\n"), ":13:15", "not a valid cron"),
         (GOOD.replace("    destinations: [seg]\n", "    destinations: [seg]\n    max_exit_ratio: 2\n"), ":13:21", "less than or equal to 1"),

@@ -14,17 +14,18 @@ from traits.cli.output import emit_json, escape, stdout
 from traits.config import Config
 from traits.errors import ConfigError
 from traits.state.base import StateStore
-from traits.state.records import RunRecord
+from traits.state.records import health
 
-_STYLE = {"ok": "green", "partial": "yellow", "guarded": "yellow", "invalid": "red", "failed": "red", "running": "cyan"}
+_STYLE = {"ok": "green", "partial": "yellow", "guarded": "yellow", "invalid": "red", "failed": "red", "running": "cyan", "interrupted": "magenta"}
 
 
 @click.command()
 @click.argument("name", required=False)
 @click.option("--limit", default=20, show_default=True, help="How many runs to show.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--chart", "as_chart", is_flag=True, help="Draw the runs as a small terminal chart (oldest left).")
 @click.pass_obj
-def history(obj: Context, name: str | None, limit: int, as_json: bool) -> None:
+def history(obj: Context, name: str | None, limit: int, as_json: bool, as_chart: bool) -> None:
     """Past runs, newest first (of NAME, or of every trait)."""
     config = obj.config()
     if name:
@@ -39,6 +40,11 @@ def history(obj: Context, name: str | None, limit: int, as_json: bool) -> None:
         return
     if not runs:
         stdout.print("no runs yet: try `traits run --all`")
+        return
+    if as_chart:
+        from traits.cli.history_chart import chart
+
+        stdout.print(chart(runs, name))
         return
     table = Table(show_edge=False, header_style="bold")
     for column in ("started", "trait", "status", "rows", "added", "changed", "exited", "sent", "failed", "time", "run_id"):
@@ -55,14 +61,6 @@ def history(obj: Context, name: str | None, limit: int, as_json: bool) -> None:
             stdout.print(f"[dim]{r.run_id}[/] reverted run {escape(r.reverts)}" + (" (kept the ids it added)" if r.keep_added else ""), markup=True)
         if r.error:
             stdout.print(f"[dim]{r.run_id}[/] [red]{escape(r.error)}[/]", markup=True)
-
-
-def health(last: RunRecord | None, running: bool) -> str:
-    if running:
-        return "running"
-    if last is None:
-        return "never run"
-    return {"ok": "healthy", "partial": "degraded", "running": "interrupted"}.get(last.status, "failing")
 
 
 def _next_runs(config: Config, state: StateStore) -> dict[str, Any]:
@@ -148,11 +146,11 @@ def reset(obj: Context, name: str, destination: str | None, as_json: bool) -> No
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address for /healthz and /metrics.")
-@click.option("--port", default=9465, show_default=True, type=int, help="Port for /healthz and /metrics.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address for /healthz, /metrics and the console.")
+@click.option("--port", default=9465, show_default=True, type=int, help="Port for /healthz, /metrics and the console.")
 @click.pass_obj
 def daemon(obj: Context, host: str, port: int) -> None:
-    """Run every enabled trait on its schedule; serve /healthz and /metrics."""
+    """Run every enabled trait on its schedule; serve /healthz, /metrics and the read-only console."""
     from traits.scheduler.daemon import run_daemon
 
     raise SystemExit(run_daemon(Path(obj.config_dir), host, port))

@@ -12,6 +12,7 @@ from traits import columnar
 from traits.cli.context import Context, check_trait
 from traits.cli.output import TerminalProgress, emit_json, error_line, escape, stdout
 from traits.config import Config
+from traits.config.selectors import select
 from traits.errors import ExitCode, prefixed
 from traits.pipeline.exits import ExitPolicy
 from traits.pipeline.known import identity_for
@@ -22,17 +23,41 @@ from traits.warehouses import open_warehouse
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--select", "-s", "selectors", multiple=True, metavar="S",
+              help="Preview each selected trait (dbt-like: names, globs, tag:, source:, destination:, model:).")
+@click.option("--exclude", "excludes", multiple=True, metavar="S", help="Leave out what this selector selects.")
 @click.option("--limit", default=10, show_default=True, help="Sample rows (and calls per destination) to show.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def preview(obj: Context, name: str, limit: int, as_json: bool) -> None:
-    """Run NAME's SQL, validate it, show sample rows and what a run would send now.
+def preview(obj: Context, name: str | None, selectors: tuple[str, ...], excludes: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Run NAME's SQL (or each selected trait's), validate it, show sample rows and what a run would send now.
 
     The whole query runs (so the counts are exact) and nothing is sent or recorded.
     """
     config = obj.config()
-    check_trait(config, name)
+    if name is None and not selectors:
+        raise click.UsageError("name the trait to preview, or select traits with --select")
+    if name is not None and not selectors and not excludes:
+        check_trait(config, name)
+        code, data = _preview(obj, config, name, limit, as_json)
+        if as_json:
+            emit_json(data)
+        raise SystemExit(int(code))
+    names = select(config, [*([name] if name else []), *selectors], excludes)
+    code = ExitCode.OK
+    previews = []
+    for each in names:
+        one, data = _preview(obj, config, each, limit, as_json)
+        code = max(code, one)
+        previews.append(data)
+    if as_json:
+        emit_json({"ok": code == ExitCode.OK, "exit_code": int(code), "previews": previews})
+    raise SystemExit(int(code))
+
+
+def _preview(obj: Context, config: Config, name: str, limit: int, as_json: bool) -> tuple[ExitCode, dict[str, Any]]:
+    """Preview one trait: print it (unless ``as_json``) and return its exit code and JSON."""
     state = obj.state(config)
     try:
         with TerminalProgress(name, enabled=None if not as_json else False) as progress:
@@ -44,24 +69,24 @@ def preview(obj: Context, name: str, limit: int, as_json: bool) -> None:
     keys = list(dict.fromkeys(k for r in result.rows for k in r["traits"]))
     warnings = reserved_warnings(config, name, keys)
     rules = _rules(config, name)
+    data = {
+        "ok": result.exit_code == ExitCode.OK, "exit_code": int(result.exit_code), "trait": name,
+        "valid": record.status not in ("invalid", "failed"), "status": record.status if record.status != "running" else "ok",
+        "error": record.error, "rows": record.rows, "known_by": basis, "warnings": warnings, "rules": rules,
+        "sample": [{**r, "known": str(r["id"]) in known} for r in result.rows],
+        "destinations": {d: {"added": c.added, "changed": c.changed, "exited": c.exited, "unchanged": c.unchanged,
+                             "pending_exit": c.pending_exit, "pending": c.pending}
+                         for d, c in record.destinations.items()},
+        "calls": result.calls,
+    }
     if as_json:
-        emit_json({
-            "ok": result.exit_code == ExitCode.OK, "exit_code": int(result.exit_code), "trait": name,
-            "valid": record.status not in ("invalid", "failed"), "status": record.status if record.status != "running" else "ok",
-            "error": record.error, "rows": record.rows, "known_by": basis, "warnings": warnings, "rules": rules,
-            "sample": [{**r, "known": str(r["id"]) in known} for r in result.rows],
-            "destinations": {d: {"added": c.added, "changed": c.changed, "exited": c.exited, "unchanged": c.unchanged,
-                                 "pending_exit": c.pending_exit, "pending": c.pending}
-                             for d, c in record.destinations.items()},
-            "calls": result.calls,
-        })
         if record.error:
             error_line(prefixed(f"trait {name}", record.error))
-        raise SystemExit(int(result.exit_code))
+        return result.exit_code, data
     if record.error:
         stdout.print(f"[red]✗[/] [bold]{escape(name)}[/]: the result is not valid, a run would send nothing", markup=True)
         error_line(prefixed(f"trait {name}", record.error))
-        raise SystemExit(int(result.exit_code))
+        return result.exit_code, data
     _print_sample(name, record.rows, result.rows, known, basis)
     for line in rules:
         stdout.print(f"[dim]{escape(line)}[/]", markup=True)
@@ -74,7 +99,7 @@ def preview(obj: Context, name: str, limit: int, as_json: bool) -> None:
                 stdout.print(f"[dim]first {len(calls)} call(s) to {escape(destination)}:[/]", markup=True)
                 for call in calls[:3]:
                     stdout.print("  " + escape(json.dumps(call, ensure_ascii=False)), markup=True)
-    raise SystemExit(int(result.exit_code))
+    return result.exit_code, data
 
 
 def _print_sample(name: str, rows: int, sample: list[dict[str, Any]], known: set[str], basis: str) -> None:

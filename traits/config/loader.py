@@ -152,3 +152,21 @@ def _cross_check(config: Config, located: LocatedData) -> None:
             )
         if trait.sql is not None and not trait.sql.strip():
             raise ConfigError(f"{located.where(('traits', name, 'sql'))}: traits.{name}.sql is empty")
+        if trait.model is not None:
+            _check_model(config, located, name)
+
+
+def _check_model(config: Config, located: LocatedData, name: str) -> None:
+    """The trait's dbt model must be in the manifest; the error points at the trait's ``model:``."""
+    from traits.config.dbt import find_relation
+
+    where = located.where_value(("traits", name, "model"))
+    model = config.traits[name].model
+    assert model is not None
+    if config.settings.dbt is None:
+        raise ConfigError(f"{where}: traits.{name}.model: dbt model {model!r} needs settings.dbt",
+                          hint="set settings.dbt: {project_dir: ../analytics} or {manifest: path/to/target/manifest.json}")
+    try:
+        find_relation(config.directory, config.settings.dbt, model)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: traits.{name}.model: {e.message}", hint=e.hint) from None

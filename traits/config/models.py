@@ -142,8 +142,32 @@ class BigQuerySource(SourceBase):
     api_endpoint: str | None = None
 
 
+class SqlAlchemySource(SourceBase):
+    """Any SQLAlchemy 2.x dialect the user installs (MySQL/MariaDB, SQL Server, Trino, SQLite, …)."""
+
+    type: Literal["sqlalchemy"]
+    #: ``dialect+driver://user:password@host/db``; a secret, since it carries the password
+    url: SecretStr
+    #: passed to the DBAPI driver's ``connect()`` as keyword arguments
+    connect_args: dict[str, Any] = Field(default_factory=dict)
+    #: columns the driver hands over as text that hold JSON (MariaDB's JSON is LONGTEXT on the wire)
+    json_columns: list[str] = Field(default_factory=list)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        if "://" not in value.get_secret_value():
+            raise ValueError("url must be a SQLAlchemy URL such as mysql+pymysql://user:password@host/db")
+        return value
+
+    @property
+    def dialect(self) -> str:
+        """The URL's dialect name (``mysql``, ``mssql``, ``trino``, …), read without importing SQLAlchemy."""
+        return self.url.get_secret_value().split("://", 1)[0].split("+", 1)[0].lower()
+
+
 SourceConfig = Annotated[
-    DuckDBSource | PostgresSource | RedshiftSource | SnowflakeSource | BigQuerySource,
+    DuckDBSource | PostgresSource | RedshiftSource | SnowflakeSource | BigQuerySource | SqlAlchemySource,
     Field(discriminator="type"),
 ]
 
@@ -267,6 +291,10 @@ class Trait(Model):
     source: str
     sql: str | None = None
     sql_file: str | None = None
+    #: a dbt model whose relation (from the manifest of ``settings.dbt``) the trait selects from
+    model: str | None = None
+    #: for selectors: ``--select tag:NAME``
+    tags: list[str] = Field(default_factory=list)
     destinations: list[str] = Field(default_factory=list)
     schedule: ScheduleField = Field(default_factory=lambda: parse_schedule("every 12h"))
     on_exit: ExitRule | OnExitRules = "clear"
@@ -287,13 +315,30 @@ class Trait(Model):
 
     @model_validator(mode="after")
     def _one_sql(self) -> Trait:
-        if (self.sql is None) == (self.sql_file is None):
-            raise ValueError("set exactly one of sql or sql_file")
+        if sum(x is not None for x in (self.sql, self.sql_file, self.model)) != 1:
+            raise ValueError("set exactly one of sql, sql_file or model")
         return self
 
     @property
     def identity_column(self) -> str:
         return "user_id" if self.kind == "user" else "group_id"
+
+
+class DbtProject(Model):
+    """Where the dbt project's artifacts are: a project directory, or a manifest file."""
+
+    project_dir: str | None = None
+    #: the dbt target the artifacts were built for; ``--if-changed`` ignores run results of another
+    target: str | None = None
+    #: the artifacts' directory inside ``project_dir`` (dbt's ``target-path``)
+    target_path: str = "target"
+    manifest: str | None = None
+
+    @model_validator(mode="after")
+    def _one_place(self) -> DbtProject:
+        if (self.project_dir is None) == (self.manifest is None):
+            raise ValueError("set exactly one of project_dir or manifest")
+        return self
 
 
 class Settings(Model):
@@ -314,6 +359,8 @@ class Settings(Model):
     jitter: Seconds = 30.0
     #: how long each run's changes (before and after values) are kept, for ``traits revert``
     history_retention: Seconds = 30 * 86400.0
+    #: the dbt project whose models traits may name with ``model:``
+    dbt: DbtProject | None = None
 
 
 AlertEvent = Literal["failed", "guarded", "invalid", "partial", "recovered"]
@@ -342,6 +389,10 @@ class Config(Model):
         trait = self.traits[name]
         if trait.sql is not None:
             return trait.sql
+        if trait.model is not None:
+            from traits.config.dbt import model_sql
+
+            return model_sql(self, name)
         assert trait.sql_file is not None
         return self.resolve(trait.sql_file).read_text(encoding="utf-8")
 

@@ -222,7 +222,7 @@ class _Runner:
                 log.warning("could not record the interruption: %s", e, extra={"trait": self.name, "run_id": record.run_id})
         log.warning("run interrupted: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status},
                     exc_info=not isinstance(error, TraitsError))
-        return RunResult(record, exit_code_for(error) if isinstance(error, TraitsError) else ExitCode.STATE)
+        return RunResult(record, exit_code_for(error))
 
     def _finish(self, record: RunRecord, started: float, persist: bool, run_dir: Path) -> None:
         record.finished_at = now_iso()
@@ -280,6 +280,7 @@ class _Runner:
         # before it was killed would not be sent again
         if PHASES.index(phase) > PHASES.index(record.phase):
             record.phase = phase
+        record.phase_started.setdefault(phase, now_iso())  # the console's timings per phase
         if not self.options.dry_run:
             self.state.save_run(record)
         log.info("%s", phase, extra={"trait": self.name, "run_id": record.run_id, "phase": phase})

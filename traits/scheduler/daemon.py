@@ -130,6 +130,7 @@ class Daemon:
                 self._running.pop(name, None)
 
     def _run(self, config: Config, name: str) -> None:
+        from traits.pipeline.if_changed import Decision, decide, remember
         from traits.pipeline.run import RunOptions, run_trait
 
         if name not in config.traits:
@@ -138,7 +139,10 @@ class Daemon:
         records: list[RunRecord] = []
         try:
             state = open_state(config)
+            decision = decide(config, state, name) if config.traits[name].model else Decision(None)
             result = run_trait(config, state, name, RunOptions(owner=self.owner))
+            if result.record.status == "ok":
+                remember(state, name, decision)  # so `traits run --if-changed` after it skips an unrebuilt model
             # a killed run resumed first is a history record of its own: count both
             records = [result.resumed.record, result.record] if result.resumed is not None else [result.record]
         except LockedError as e:
@@ -238,7 +242,7 @@ class Daemon:
         from apscheduler.events import EVENT_JOB_SUBMITTED
 
         try:
-            server = StatusServer(host, port, self.health, self.metrics.render)
+            server = StatusServer(host, port, self.health, self.metrics.render, config=lambda: self.config)
         except OSError as e:
             log.error("cannot serve health and metrics on %s:%s: %s", host, port, e.strerror)  # noqa: TRY400
             return ExitCode.CONFIG
@@ -248,7 +252,7 @@ class Daemon:
         self.sync_jobs(self.config)
         self.scheduler.start()
         server.start()
-        log.info("daemon started", extra={"status": f"serving http://{server.address}/healthz and /metrics"})
+        log.info("daemon started", extra={"status": f"serving http://{server.address}/healthz, /metrics and the console at /"})
         try:
             return self._loop()
         finally:

@@ -1,61 +1,53 @@
-"""``/healthz`` and ``/metrics`` over a small threaded HTTP server (standard library only)."""
+"""The daemon's HTTP side: ``/healthz``, ``/metrics`` and the read-only console on one address.
+
+One ASGI app (``traits.console.app``) served by uvicorn in a thread of the daemon's process;
+the scheduler runs in threads of its own, so serving pages never holds up a due run.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from traits.config.models import Config
+from traits.console.app import METRICS_CONTENT_TYPE
+from traits.console.serve import AppServer, console_app
 
 log = logging.getLogger("traits.daemon")
 
-#: content type of the Prometheus text exposition format
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+__all__ = ["METRICS_CONTENT_TYPE", "StatusServer"]
 
 
 class StatusServer:
-    """Serves ``health()`` (a healthy flag and a JSON body) and ``metrics()`` on host:port."""
+    """Serves ``health()`` (a healthy flag and a JSON body), ``metrics()`` and, given ``config``, the console."""
 
-    def __init__(self, host: str, port: int, health: Callable[[], tuple[bool, dict[str, Any]]], metrics: Callable[[], bytes]) -> None:
-        outer = self
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+        metrics: Callable[[], bytes],
+        config: Callable[[], Config] | None = None,
+    ) -> None:
+        if config is not None:
+            app = console_app(config, host, live=lambda: health()[1], health=health, metrics=metrics)
+        else:
+            from traits.console.app import create_app
+            from traits.console.auth import Access
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == "/healthz":
-                    healthy, body = outer.health()
-                    self._send(200 if healthy else 503, "application/json", json.dumps(body, default=str).encode())
-                elif path == "/metrics":
-                    self._send(200, METRICS_CONTENT_TYPE, outer.metrics())
-                else:
-                    self._send(404, "text/plain", b"not found: try /healthz or /metrics\n")
-
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http: " + format, *args)
-
+            app = create_app(None, Access.from_env(host), health, metrics)
         self.health = health
         self.metrics = metrics
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="traits-http", daemon=True)
+        self.console = config is not None
+        self._server = AppServer(app, host, port)
 
     @property
     def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"{host!s}:{port}"
+        return self._server.address
 
     def start(self) -> None:
-        self.thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.stop()

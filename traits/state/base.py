@@ -16,6 +16,7 @@ Beside each snapshot the store keeps, per (trait, destination):
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from traits.destinations.base import Call
-from traits.state.records import RunRecord
+from traits.state.records import HeldValues, RunRecord
 
 #: id VARCHAR, h UBIGINT (hash of the values), v VARCHAR (canonical JSON), u VARCHAR (an
 #: account's user id), deleted BOOLEAN (an exit), hv UBIGINT (the hash canary of the writer)
@@ -55,8 +56,16 @@ class StateStore(ABC):
         """Insert or update a run record."""
 
     @abstractmethod
-    def runs(self, trait: str | None = None, limit: int = 20) -> list[RunRecord]:
-        """Past and running runs, newest first."""
+    def runs(self, trait: str | None = None, limit: int = 20, offset: int = 0) -> list[RunRecord]:
+        """Past and running runs, newest first, skipping the ``offset`` newest."""
+
+    @abstractmethod
+    def run(self, run_id: str) -> RunRecord | None:
+        """One run's record, or None if there is no such run."""
+
+    @abstractmethod
+    def count_runs(self, trait: str | None = None) -> int:
+        """How many runs history holds (of ``trait``, or of all)."""
 
     @abstractmethod
     def interrupted_run(self, trait: str) -> RunRecord | None:
@@ -75,6 +84,13 @@ class StateStore(ABC):
     @abstractmethod
     def snapshot_files(self, trait: str, destination: str) -> list[Path]:
         """The snapshot's Parquet files, oldest first; empty before the first sync."""
+
+    @abstractmethod
+    def held(self, trait: str, destination: str, identity: str) -> HeldValues | None:
+        """What the destination last acknowledged for one id (exits included), or None.
+
+        Answers from an index or a filtered scan, never by loading the snapshot.
+        """
 
     @abstractmethod
     def ack_log(self, run_id: str, trait: str, destination: str) -> AckLog:
@@ -142,3 +158,12 @@ class StateStore(ABC):
 
     def iter_runs(self, trait: str | None = None) -> Iterator[RunRecord]:
         yield from self.runs(trait, limit=1_000_000)
+
+
+def held_values(trait: str, destination: str, identity: str, found: tuple[str | None, str | None, bool, str | None] | None) -> HeldValues | None:
+    """A ``HeldValues`` from a snapshot row's (v, u, deleted, r)."""
+    if found is None:
+        return None
+    v, u, deleted, run_id = found
+    values = json.loads(v) if v else {}
+    return HeldValues(trait, destination, identity, values if isinstance(values, dict) else {}, u or None, run_id, deleted)

@@ -29,8 +29,8 @@ from traits.columnar import sql_path
 from traits.destinations.base import Call
 from traits.errors import LockedError, StateError
 from traits.state import sql
-from traits.state.base import AckLog, StateStore
-from traits.state.records import RunRecord
+from traits.state.base import AckLog, StateStore, held_values
+from traits.state.records import HeldValues, RunRecord
 from traits.state.snapshot_files import SnapshotDir, finish_file
 
 _SCHEMA = """
@@ -123,15 +123,30 @@ class LocalStateStore(StateStore):
                 (run.run_id, run.trait, run.started_at, run.status, json.dumps(run.to_dict())),
             )
 
-    def runs(self, trait: str | None = None, limit: int = 20) -> list[RunRecord]:
+    def runs(self, trait: str | None = None, limit: int = 20, offset: int = 0) -> list[RunRecord]:
         with self._db() as db:
             if trait is None:
-                rows = db.execute("select record from runs order by started_at desc, rowid desc limit ?", (limit,)).fetchall()
+                rows = db.execute(
+                    "select record from runs order by started_at desc, rowid desc limit ? offset ?", (limit, offset)
+                ).fetchall()
             else:
                 rows = db.execute(
-                    "select record from runs where trait = ? order by started_at desc, rowid desc limit ?", (trait, limit)
+                    "select record from runs where trait = ? order by started_at desc, rowid desc limit ? offset ?", (trait, limit, offset)
                 ).fetchall()
         return [RunRecord.from_dict(json.loads(r[0])) for r in rows]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        with self._db() as db:
+            row = db.execute("select record from runs where run_id = ?", (run_id,)).fetchone()
+        return RunRecord.from_dict(json.loads(row[0])) if row else None
+
+    def count_runs(self, trait: str | None = None) -> int:
+        with self._db() as db:
+            if trait is None:
+                row = db.execute("select count(*) from runs").fetchone()
+            else:
+                row = db.execute("select count(*) from runs where trait = ?", (trait,)).fetchone()
+        return int(row[0]) if row else 0
 
     def interrupted_run(self, trait: str) -> RunRecord | None:
         with self._db() as db:
@@ -186,6 +201,10 @@ class LocalStateStore(StateStore):
     def snapshot_files(self, trait: str, destination: str) -> list[Path]:
         return self._snapshot(trait, destination).files()
 
+    def held(self, trait: str, destination: str, identity: str) -> HeldValues | None:
+        found = sql.lookup(self.snapshot_files(trait, destination), identity)
+        return held_values(trait, destination, identity, found)
+
     def ack_log(self, run_id: str, trait: str, destination: str) -> AckLog:
         return LocalAckLog(self._ack_path(run_id, destination))
 
@@ -213,7 +232,7 @@ class LocalStateStore(StateStore):
         history = self._history_dir(trait, destination)
         history.mkdir(parents=True, exist_ok=True)
         record = history / f"{run_id}.{time.time_ns()}.parquet"
-        recorded, rows = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp)
+        recorded, rows = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
         if recorded:
             finish_file(record.with_name(record.name + ".tmp"), record)
         else:

@@ -19,12 +19,13 @@ _SHIFT = "9223372036854775808"
 
 
 def changes_to_csv(changes: Path, csv: Path) -> None:
-    """A change file as CSV rows for the ``pending`` table: id, h, v, u, deleted, hv."""
+    """A change file as CSV rows for the ``pending`` table: id, h, v, u, deleted, hv (an exit's v: the values it had)."""
     con = duck_connect(changes.parent)
     try:
         # FORCE_QUOTE: an empty string is written "" (Postgres reads a bare empty field as NULL)
         con.execute(
-            f"""COPY (select id, cast(cast(h as hugeint) - {_SHIFT} as bigint) as h, v, uid as u,
+            f"""COPY (select id, cast(cast(h as hugeint) - {_SHIFT} as bigint) as h,
+                    case when change = 'exited' then old_v else v end as v, uid as u,
                     change = 'exited' as deleted, cast(cast({HASH_CANARY_SQL} as hugeint) - {_SHIFT} as bigint) as hv
                 from read_parquet('{sql_path(changes)}'))
             TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, v, u))"""

@@ -19,6 +19,8 @@ the DSN says ``?schema=name``) created on first use:
   versions), with ``snapshots``
   giving each one a version and a random token that change on every commit or reset;
 - ``acks``: the acknowledged ids of each run and destination, committed per ``append``;
+- ``r`` on a snapshot row names the run that got it acknowledged, and ``exited_rows`` keeps
+  the last exit of each id (with the values it had) until it comes back: what a profile reads;
 - ``run_changes``: each commit's changes, values before and after (``state.base.CHANGE_COLUMNS``),
   recorded before the fold and pruned by age; ``pending_exits``: the ids pending exit.
 
@@ -50,10 +52,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from traits.config.env import redact
 from traits.destinations.base import Call
 from traits.errors import LockedError, LockLostError, StateError
-from traits.state.base import AckLog, StateStore
+from traits.state.base import AckLog, StateStore, held_values
 from traits.state.pg_changes import ChangeTables
 from traits.state.pg_transfer import cache_name, changes_to_csv, csv_to_parquet, write_listing
-from traits.state.records import RunRecord
+from traits.state.records import HeldValues, RunRecord
 
 if TYPE_CHECKING:
     import psycopg
@@ -62,7 +64,7 @@ log = logging.getLogger("traits.state")
 
 DEFAULT_SCHEMA = "sql_traits"
 #: names the table layout below; change it when the layout changes, so stores migrate on open
-SCHEMA_LAYOUT = "sql-traits state, layout 3"
+SCHEMA_LAYOUT = "sql-traits state, layout 4"
 #: cache files of older snapshot versions are kept this long for readers still using them
 CACHE_GRACE_SECONDS = 3600.0
 COPY_CHUNK = 1 << 20
@@ -104,6 +106,16 @@ create table if not exists {s}.snapshot_rows (
 );
 alter table {s}.snapshot_rows add column if not exists u text;
 alter table {s}.snapshot_rows add column if not exists hv bigint;
+alter table {s}.snapshot_rows add column if not exists r text;
+create table if not exists {s}.exited_rows (
+    trait text not null,
+    destination text not null,
+    id text not null,
+    v text,
+    u text,
+    r text,
+    primary key (trait, destination, id)
+);
 create table if not exists {s}.acks (
     run_id text not null,
     trait text not null,
@@ -281,14 +293,25 @@ class PostgresStateStore(ChangeTables, StateStore):
                 (run.run_id, run.trait, run.started_at, run.status, Jsonb(run.to_dict())),
             )
 
-    def runs(self, trait: str | None = None, limit: int = 20) -> list[RunRecord]:
+    def runs(self, trait: str | None = None, limit: int = 20, offset: int = 0) -> list[RunRecord]:
         where = "where trait = %(trait)s" if trait is not None else ""
         with self._db("reading history") as conn:
             rows = conn.execute(
-                f"select record from {self.s}.runs {where} order by started_at desc, seq desc limit %(limit)s",
-                {"trait": trait, "limit": limit},
+                f"select record from {self.s}.runs {where} order by started_at desc, seq desc limit %(limit)s offset %(offset)s",
+                {"trait": trait, "limit": limit, "offset": offset},
             ).fetchall()
         return [RunRecord.from_dict(r[0]) for r in rows]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        with self._db("reading history") as conn:
+            row = conn.execute(f"select record from {self.s}.runs where run_id = %s", (run_id,)).fetchone()
+        return RunRecord.from_dict(row[0]) if row else None
+
+    def count_runs(self, trait: str | None = None) -> int:
+        where = "where trait = %(trait)s" if trait is not None else ""
+        with self._db("reading history") as conn:
+            row = conn.execute(f"select count(*) from {self.s}.runs {where}", {"trait": trait}).fetchone()
+        return int(row[0]) if row else 0
 
     def interrupted_run(self, trait: str) -> RunRecord | None:
         with self._db("reading history") as conn:
@@ -478,6 +501,18 @@ class PostgresStateStore(ChangeTables, StateStore):
             except FileNotFoundError:
                 pass
 
+    def held(self, trait: str, destination: str, identity: str) -> HeldValues | None:
+        key = {"t": trait, "d": destination, "i": identity}
+        with self._db("reading a snapshot") as conn:  # both by primary key
+            row = conn.execute(
+                f"""select v, u, false, r from {self.s}.snapshot_rows where trait = %(t)s and destination = %(d)s and id = %(i)s
+                union all
+                select v, u, true, r from {self.s}.exited_rows where trait = %(t)s and destination = %(d)s and id = %(i)s
+                limit 1""",
+                key,
+            ).fetchone()
+        return held_values(trait, destination, identity, (row[0], row[1], bool(row[2]), row[3]) if row else None)
+
     def ack_log(self, run_id: str, trait: str, destination: str) -> AckLog:
         return PostgresAckLog(self, run_id, trait, destination)
 
@@ -513,15 +548,36 @@ class PostgresStateStore(ChangeTables, StateStore):
                         copy.write(chunk)
                 conn.execute("analyze pending")  # a temp table has no statistics: the joins below need them
                 acked = f"p.id in (select id from {s}.acks where run_id = %(r)s and destination = %(d)s)"
+                # the profile's record of exits: an exit replaces it, a return removes it (each
+                # statement only when there is something for it, so a first sync pays nothing)
+                has_exits, has_exited = conn.execute(
+                    f"""select exists (select 1 from pending where deleted),
+                        exists (select 1 from {s}.exited_rows where trait = %(t)s and destination = %(d)s)""",
+                    key,
+                ).fetchone() or (False, False)
+                if has_exits:
+                    conn.execute(
+                        f"""insert into {s}.exited_rows (trait, destination, id, v, u, r)
+                        select distinct on (p.id) %(t)s, %(d)s, p.id, p.v, p.u, %(r)s from pending p where {acked} and p.deleted
+                        on conflict (trait, destination, id) do update set v = excluded.v, u = excluded.u, r = excluded.r""",
+                        key,
+                    )
+                if has_exited:
+                    conn.execute(
+                        f"delete from {s}.exited_rows x using pending p where {acked} and not p.deleted "
+                        "and x.trait = %(t)s and x.destination = %(d)s and x.id = p.id",
+                        key,
+                    )
                 conn.execute(
                     f"delete from {s}.snapshot_rows r using pending p where {acked} and p.deleted "
                     "and r.trait = %(t)s and r.destination = %(d)s and r.id = p.id",
                     key,
                 )
                 conn.execute(
-                    f"""insert into {s}.snapshot_rows (trait, destination, id, h, v, u, hv)
-                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.h, p.v, p.u, p.hv from pending p where {acked} and not p.deleted
-                    on conflict (trait, destination, id) do update set h = excluded.h, v = excluded.v, u = excluded.u, hv = excluded.hv""",
+                    f"""insert into {s}.snapshot_rows (trait, destination, id, h, v, u, hv, r)
+                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.h, p.v, p.u, p.hv, %(r)s from pending p where {acked} and not p.deleted
+                    on conflict (trait, destination, id) do update set h = excluded.h, v = excluded.v, u = excluded.u, hv = excluded.hv,
+                        r = excluded.r""",
                     key,
                 )
                 conn.execute(
@@ -538,6 +594,7 @@ class PostgresStateStore(ChangeTables, StateStore):
         with self._db("resetting a snapshot") as conn:
             for name in names:
                 conn.execute(f"delete from {self.s}.snapshot_rows where trait = %s and destination = %s", (trait, name))
+                conn.execute(f"delete from {self.s}.exited_rows where trait = %s and destination = %s", (trait, name))
                 conn.execute(f"delete from {self.s}.snapshots where trait = %s and destination = %s", (trait, name))
                 conn.execute(f"delete from {self.s}.pending_exits where trait = %s and destination = %s", (trait, name))
         return names

@@ -68,6 +68,8 @@ class RunRecord:
     #: a revert that left the ids the reverted run added (``--keep-added``)
     keep_added: bool = False
     destinations: dict[str, DestinationCounts] = field(default_factory=dict)
+    #: when each phase first began (ISO-8601 UTC): the run's timings per phase
+    phase_started: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,3 +81,30 @@ class RunRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["destinations"] = {k: DestinationCounts.from_dict(v) for k, v in (data.get("destinations") or {}).items()}
         return cls(**known)
+
+
+def health(last: RunRecord | None, running: bool) -> str:
+    """A trait's health from its last finished run: healthy, degraded, failing, running, never run."""
+    if running:
+        return "running"
+    if last is None:
+        return "never run"
+    return {"ok": "healthy", "partial": "degraded", "running": "interrupted", "interrupted": "interrupted"}.get(last.status, "failing")
+
+
+@dataclass(frozen=True)
+class HeldValues:
+    """What one destination holds for one id: the values it last acknowledged, and by which run.
+
+    ``exited``: the last acknowledged call for the id was its exit (its traits sent as null);
+    ``values`` are then the traits it had before. ``run_id`` is None for rows folded before
+    snapshots recorded their run.
+    """
+
+    trait: str
+    destination: str
+    id: str
+    values: dict[str, Any]
+    user_id: str | None
+    run_id: str | None
+    exited: bool

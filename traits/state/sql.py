@@ -1,12 +1,21 @@
-"""Snapshot folding and compaction, done by the columnar engine over Parquet files."""
+"""Snapshot folding, compaction and lookups, done by the columnar engine over Parquet files.
+
+Snapshot files carry, besides ``SNAPSHOT_SELECT``, the run that got each row acknowledged
+(``r``), and compaction keeps exits (``deleted``, with the values the id had before), so a
+profile can say what an id holds, since which run, and whether it exited. The diff reads
+only live rows (``latest_rows`` drops exits unless asked), so neither changes what is sent.
+
+Files are written sorted by id, so each row group covers a narrow range of ids and a lookup
+of one id reads one row group per file (the row groups' min/max statistics skip the rest).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from traits.columnar import HASH_CANARY_SQL, connect, latest_rows, sql_path
+from traits.columnar import HASH_CANARY_SQL, RUN_COLUMN, SNAPSHOT_SELECT, connect, latest_rows, sql_path
 
 if TYPE_CHECKING:
     import duckdb
@@ -14,32 +23,54 @@ if TYPE_CHECKING:
 PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
 
 
+def _has_run_column(con: Any, file: Path) -> bool:
+    rows = con.execute(f"select name from parquet_schema('{sql_path(file)}')").fetchall()
+    return any(r[0] == RUN_COLUMN for r in rows)
+
+
+def _select_with_run(con: Any, files: Sequence[Path]) -> tuple[str, dict[Path, str]]:
+    columns = f"{SNAPSHOT_SELECT}, {RUN_COLUMN}"
+    older = {f: f"{SNAPSHOT_SELECT}, cast(null as varchar) as {RUN_COLUMN}" for f in files if not _has_run_column(con, f)}
+    return columns, older
+
+
 def compact(files: Sequence[Path], out: Path) -> int:
-    """Write the current rows of ``files`` as one file; returns its row count."""
+    """Write the current rows of ``files``, exits included, as one file; returns its row count."""
     con = connect(out.parent)
     try:
-        con.execute(f"COPY ({latest_rows(files)}) TO '{sql_path(out)}' {PARQUET}")
+        columns, older = _select_with_run(con, files)
+        con.execute(f"COPY ({latest_rows(files, columns, older, keep_deleted=True)} order by id) TO '{sql_path(out)}' {PARQUET}")
         row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
         return int(row[0]) if row else 0
     finally:
         con.close()
 
 
-def fold(changes: Path, acked_keys_sql: str, out: Path) -> int:
-    """Write the rows of ``changes`` whose ids ``acked_keys_sql`` lists, as a snapshot delta."""
+def fold(changes: Path, acked_keys_sql: str, out: Path, run_id: str = "") -> int:
+    """Write the rows of ``changes`` whose ids ``acked_keys_sql`` lists, as a snapshot delta.
+
+    An exit keeps the values the id had (``old_v``): what a profile shows it held.
+    """
     con = connect(out.parent)
     try:
-        con.execute(
-            f"""COPY (
-                select c.id, c.h, c.v, c.uid as u, c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv
-                from read_parquet('{sql_path(changes)}') c
-                where c.id in ({acked_keys_sql})
-            ) TO '{sql_path(out)}' {PARQUET}"""
-        )
+        _fold_into(con, changes, acked_keys_sql, out, run_id)
         row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
         return int(row[0]) if row else 0
     finally:
         con.close()
+
+
+def _fold_into(con: Any, changes: Path, acked_keys_sql: str, out: Path, run_id: str) -> None:
+    run = "'" + run_id.replace("'", "''") + "'" if run_id else "cast(null as varchar)"
+    con.execute(
+        f"""COPY (
+            select c.id, c.h, case when c.change = 'exited' then c.old_v else c.v end as v, c.uid as u,
+                   c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}
+            from read_parquet('{sql_path(changes)}') c
+            where c.id in ({acked_keys_sql})
+            order by c.id
+        ) TO '{sql_path(out)}' {PARQUET}"""
+    )
 
 
 #: a change file's rows as recorded changes (``state.base.CHANGE_COLUMNS``)
@@ -60,7 +91,7 @@ def changes_source(con: duckdb.DuckDBPyConnection, changes: Path) -> str:
     return f"(select *{', ' + missing if missing else ''} from read_parquet('{sql_path(changes)}'))"
 
 
-def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path) -> tuple[int, int]:
+def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path, run_id: str = "") -> tuple[int, int]:
     """Write the acknowledged rows of ``changes`` twice, reading the acknowledgements once: as
     recorded changes (``history``) and as a snapshot delta (``delta``); returns both counts."""
     con = connect(delta.parent)
@@ -70,13 +101,7 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
             f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in (select id from acked))
             TO '{sql_path(history)}' {PARQUET}"""
         )
-        con.execute(
-            f"""COPY (
-                select c.id, c.h, c.v, c.uid as u, c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv
-                from read_parquet('{sql_path(changes)}') c
-                where c.id in (select id from acked)
-            ) TO '{sql_path(delta)}' {PARQUET}"""
-        )
+        _fold_into(con, changes, "select id from acked", delta, run_id)
         counts = [con.execute(f"select count(*) from read_parquet('{sql_path(p)}')").fetchone() for p in (history, delta)]
         return tuple(int(c[0]) if c else 0 for c in counts)  # type: ignore[return-value]
     finally:
@@ -91,3 +116,29 @@ def concat(files: Sequence[Path], out: Path) -> None:
         con.execute(f"COPY (select * from read_parquet({paths})) TO '{sql_path(out)}' {PARQUET}")
     finally:
         con.close()
+
+
+def lookup(files: Sequence[Path], identity: str) -> tuple[str | None, str | None, bool, str | None] | None:
+    """The newest row for ``identity`` in a snapshot's files: (v, u, deleted, r), or None.
+
+    One filtered scan over the files' ``id`` columns (DuckDB skips row groups whose id range
+    cannot hold the value), newest file first.
+    """
+    if not files:
+        return None
+    con = connect()
+    try:
+        with_run = [f for f in files if _has_run_column(con, f)]
+        parts = []
+        for index, file in enumerate(files):
+            run = RUN_COLUMN if file in with_run else f"cast(null as varchar) as {RUN_COLUMN}"
+            parts.append(f"select {index} as file_index, v, u, deleted, {run} from read_parquet('{sql_path(file)}') where id = $id")
+        row = con.execute(" union all ".join(parts) + " order by file_index desc limit 1", {"id": identity}).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return None
+    return (row[1], row[2], bool(row[3]), row[4])
+
+
+__all__ = ["compact", "concat", "fold", "lookup", "record_and_fold"]

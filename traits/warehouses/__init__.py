@@ -18,6 +18,7 @@ ENGINES = {
     "redshift": "traits.warehouses.redshift:RedshiftWarehouse",
     "snowflake": "traits.warehouses.snowflake:SnowflakeWarehouse",
     "bigquery": "traits.warehouses.bigquery:BigQueryWarehouse",
+    "sqlalchemy": "traits.warehouses.sqlalchemy:SqlAlchemyWarehouse",
 }
 
 
