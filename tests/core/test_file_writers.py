@@ -20,8 +20,10 @@ TRAITS = ("a", "b", "c")
 
 
 def _traits() -> str:
+    # the writers share their keys on purpose (one file, three writers): allowed, not a collision
     return "".join(
         f"  {name}:\n    kind: user\n    source: wh\n    sql: select id as user_id, n, '{name}' as src from people\n    destinations: [out]\n"
+        "    allow_shared_keys: true\n"
         for name in TRAITS
     )
 

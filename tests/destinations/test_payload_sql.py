@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from traits.config.models import OnExitRules
 from traits.pipeline.payloads import MESSAGE_NAMESPACE, CallBuilder, MessageIds, message_id
 
 KEYS = ["u1", "é", 'quote"d', "back\\slash", "\x01control", "\u2028", "😀", "it's", "group:x", ""]
@@ -21,7 +22,8 @@ def _change_file(path: Path) -> Path:
     for i, key in enumerate(KEYS):
         rows.append((key, "added", i, json.dumps({"a": i, "s": "é"}, ensure_ascii=False), None if i % 2 else f"uid-{key}", None))
         rows.append((key + "-c", "changed", i, json.dumps({"a": i}), "" if i % 3 else None, json.dumps({"a": -1})))
-        rows.append((key + "-e", "exited", None, None, None, json.dumps({"a": 1, "b": 2})))
+        rows.append((key + "-e", "exited", None, None, None, json.dumps({"a": 1, "b": 2, key or "empty": i, "é\u2028": True}, ensure_ascii=False)))
+        rows.append((key + "-k", "exited", None, None, None, json.dumps({"plan": "pro"})))
     columns = list(zip(*rows, strict=True))
     table = pa.table(
         {
@@ -33,25 +35,56 @@ def _change_file(path: Path) -> Path:
     return path
 
 
+RULES = {
+    "clear": "clear",
+    "keep": "keep",
+    "columns": OnExitRules(default="keep", columns={"a": 0, "b": "clear", "é\u2028": "gone 'quoted' \"x\"", "u1": None}),
+    "literals": OnExitRules(default="clear", columns={"plan": "keep", "a": False, "b": 1.5}),
+}
+
+
 @pytest.mark.parametrize("kind", ["user", "account"])
 @pytest.mark.parametrize("send", ["row", "changed"])
-def test_engine_calls_equal_python_calls(tmp_path: Path, kind: str, send: str) -> None:
+@pytest.mark.parametrize("on_exit", list(RULES))
+def test_engine_calls_equal_python_calls(tmp_path: Path, kind: str, send: str, on_exit: str) -> None:
     path = _change_file(tmp_path / "changes.parquet")
     builder = CallBuilder(
         trait="o'trait", kind=kind, destination="dest", run_id="20260101T000000-abc", timestamp="2026-01-01T00:00:00.000Z",  # type: ignore[arg-type]
-        send=send, on_exit="clear",  # type: ignore[arg-type]
+        send=send, on_exit=RULES[on_exit],  # type: ignore[arg-type]
     )
-    made = 0
+    made = exits = 0
     for key, change, h, v, uid, old_v, mid, body in duckdb.sql(builder.select_sql(str(path))).fetchall():
         python = builder.build(key, change, h, v, uid, old_v)
-        assert python is not None
-        if body is None:  # left to Python: exits, and changed rows when only changes are sent
-            assert change == "exited" or (send == "changed" and change == "changed")
+        if body is None:  # left to Python: changed rows when only changes are sent; exits that send nothing
+            if change == "exited":
+                assert python is None
+            else:
+                assert python is not None
+                assert send == "changed"
+                assert change == "changed"
             continue
+        assert python is not None
         made += 1
+        exits += change == "exited"
         assert mid == python.message_id
         assert body == python.body
-    assert made == (2 * len(KEYS) if send == "row" else len(KEYS))
+        if change == "exited":
+            assert json.loads(body)["context"]["traits_engine"]["change"] == "exited"
+    # the rows holding only plan send nothing unless plan is cleared
+    expected_exits = {"clear": 2 * len(KEYS), "keep": 0, "columns": len(KEYS), "literals": len(KEYS)}[on_exit]
+    assert exits == expected_exits
+    assert made - exits == (2 * len(KEYS) if send == "row" else len(KEYS))
+
+
+def test_exit_values_per_column() -> None:
+    builder = CallBuilder(
+        trait="t", kind="user", destination="d", run_id="r", timestamp="2026-01-01T00:00:00.000Z", send="row",
+        on_exit=OnExitRules(default="clear", columns={"plan": "keep", "open_tickets": 0, "tier": "free"}),
+    )
+    call = builder.build("u1", "exited", None, None, None, json.dumps({"open_tickets": 3, "plan": "pro", "score": 9, "tier": "gold"}))
+    assert call is not None
+    assert json.loads(call.body)["traits"] == {"open_tickets": 0, "score": None, "tier": "free"}
+    assert builder.build("u2", "exited", None, None, None, json.dumps({"plan": "pro"})) is None
 
 
 def test_fast_message_ids_are_uuid5() -> None:

@@ -57,6 +57,8 @@ def history(obj: Context, name: str | None, limit: int, as_json: bool, as_chart:
         )
     stdout.print(table)
     for r in runs:
+        if r.reverts:
+            stdout.print(f"[dim]{r.run_id}[/] reverted run {escape(r.reverts)}" + (" (kept the ids it added)" if r.keep_added else ""), markup=True)
         if r.error:
             stdout.print(f"[dim]{r.run_id}[/] [red]{escape(r.error)}[/]", markup=True)
 

@@ -14,7 +14,10 @@ from traits.cli.output import TerminalProgress, emit_json, error_line, escape, s
 from traits.config import Config
 from traits.config.selectors import select
 from traits.errors import ExitCode, prefixed
+from traits.pipeline.exits import ExitPolicy
+from traits.pipeline.known import identity_for
 from traits.pipeline.run import RunOptions, run_trait
+from traits.pipeline.trait_keys import reserved_warnings
 from traits.state.base import StateStore
 from traits.warehouses import open_warehouse
 
@@ -63,12 +66,16 @@ def _preview(obj: Context, config: Config, name: str, limit: int, as_json: bool)
         known, basis = _known_ids(config, state, name, [str(r["id"]) for r in result.rows]) if result.rows else (set(), "")
     finally:
         state.close()
+    keys = list(dict.fromkeys(k for r in result.rows for k in r["traits"]))
+    warnings = reserved_warnings(config, name, keys)
+    rules = _rules(config, name)
     data = {
         "ok": result.exit_code == ExitCode.OK, "exit_code": int(result.exit_code), "trait": name,
         "valid": record.status not in ("invalid", "failed"), "status": record.status if record.status != "running" else "ok",
-        "error": record.error, "rows": record.rows, "known_by": basis,
+        "error": record.error, "rows": record.rows, "known_by": basis, "warnings": warnings, "rules": rules,
         "sample": [{**r, "known": str(r["id"]) in known} for r in result.rows],
-        "destinations": {d: {"added": c.added, "changed": c.changed, "exited": c.exited, "unchanged": c.unchanged}
+        "destinations": {d: {"added": c.added, "changed": c.changed, "exited": c.exited, "unchanged": c.unchanged,
+                             "pending_exit": c.pending_exit, "pending": c.pending}
                          for d, c in record.destinations.items()},
         "calls": result.calls,
     }
@@ -81,6 +88,10 @@ def _preview(obj: Context, config: Config, name: str, limit: int, as_json: bool)
         error_line(prefixed(f"trait {name}", record.error))
         return result.exit_code, data
     _print_sample(name, record.rows, result.rows, known, basis)
+    for line in rules:
+        stdout.print(f"[dim]{escape(line)}[/]", markup=True)
+    for warning in warnings:
+        stdout.print(f"[yellow]⚠[/] {escape(warning)}", markup=True)
     _print_plan(record.destinations, config.traits[name].destinations)
     if result.calls:
         for destination, calls in result.calls.items():
@@ -123,17 +134,47 @@ def _print_plan(counts: dict[str, Any], destinations: list[str]) -> None:
         c = counts.get(destination)
         if c is None:
             continue
+        pending = f" · {c.pending_exit:,} pending exit" if c.pending_exit else ""
         stdout.print(
-            f"  → {escape(destination)}: +{c.added:,} added · {c.changed:,} changed · {c.exited:,} exited "
+            f"  → {escape(destination)}: +{c.added:,} added · {c.changed:,} changed · {c.exited:,} exited{pending} "
             f"· {c.unchanged:,} unchanged"
         )
+        for held in c.pending:
+            missing = f"missing {held['missing_runs']} run(s), exits {held['exits']}"
+            stdout.print(f"      [dim]pending exit[/] {escape(str(held['id']))}: {escape(missing)}", markup=True)
+        if c.pending_exit > len(c.pending):
+            stdout.print(f"      [dim]… and {c.pending_exit - len(c.pending):,} more pending exit(s)[/]", markup=True)
+
+
+def _rules(config: Config, name: str) -> list[str]:
+    """What the trait's exit and guard options do, in words."""
+    trait = config.traits[name]
+    policy = ExitPolicy.of(trait.on_exit)
+    if policy.sends_nothing:
+        lines = ["an exit sends no call (on_exit: keep); the id leaves the snapshot"]
+    else:
+        default = "kept out of the call" if policy.default is None else policy.default
+        columns = ", ".join(f"{k} → {'kept' if v is None else v}" for k, v in policy.columns.items())
+        lines = [f"an exit sends: {columns + '; ' if columns else ''}{'every other' if columns else 'every'} column {default}"
+                 + (" (no call when nothing is left)" if policy.columns else "")]
+    if trait.exit_after is not None:
+        lines.append(f"an id exits once missing for {trait.exit_after}; until then it is pending and nothing is sent")
+    guards = [f"max_exit_ratio {trait.max_exit_ratio:.0%}"]
+    if trait.max_change_ratio is not None:
+        guards.append(f"max_change_ratio {trait.max_change_ratio:.0%}")
+    if trait.min_known_ratio is not None:
+        identity = identity_for(config, name)
+        by = f"{identity.table}.{identity.column}" if identity else "the ids already synced"
+        guards.append(f"min_known_ratio {trait.min_known_ratio:.0%} (known by {by})")
+    lines.append("guards: " + ", ".join(guards))
+    return lines
 
 
 def _known_ids(config: Config, state: StateStore, name: str, ids: list[str]) -> tuple[set[str], str]:
     """Which sample ids are known: by the source's identity table, else by the snapshots."""
     trait = config.traits[name]
     source = config.sources[trait.source]
-    identity = trait.identity or (source.identity if trait.kind == "user" else None)
+    identity = identity_for(config, name)
     if identity is not None:
         with open_warehouse(trait.source, source, config.directory) as warehouse:
             found = warehouse.known_ids(identity.table, identity.column, ids)

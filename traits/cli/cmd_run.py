@@ -118,7 +118,7 @@ def _print(result: RunResult, dry_run: bool) -> None:
         markup=True,
     )
     for name, c in r.destinations.items():
-        line = f"    → {escape(name)}: +{c.added:,} ~{c.changed:,} -{c.exited:,}"
+        line = f"    → {escape(name)}: +{c.added:,} ~{c.changed:,} -{c.exited:,}" + (f" · {c.pending_exit:,} pending exit" if c.pending_exit else "")
         if not dry_run:
             line += f" · {c.sent:,} sent" + (f" · [red]{c.failed:,} failed[/]" if c.failed else "")
         if c.error:

@@ -23,6 +23,7 @@ from traits.warehouses import open_warehouse
 def validate(obj: Context, connect: bool, as_json: bool) -> None:
     """Check the config (and with --connect, access to every source and destination)."""
     config = obj.config()
+    warnings = _key_warnings(obj, config)
     checks: list[dict[str, Any]] = []
     code = ExitCode.OK
     if connect:
@@ -39,7 +40,10 @@ def validate(obj: Context, connect: bool, as_json: bool) -> None:
                    for n, t in config.traits.items()},
     }
     if as_json:
-        emit_json({"ok": code == ExitCode.OK, "exit_code": int(code), "config": str(config.directory), **summary, "checks": checks})
+        emit_json({
+            "ok": code == ExitCode.OK, "exit_code": int(code), "config": str(config.directory), **summary, "checks": checks,
+            "warnings": warnings,
+        })
     else:
         stdout.print(
             f"[green]✓[/] config {escape(str(config.directory))}: {len(config.sources)} source(s), "
@@ -48,6 +52,8 @@ def validate(obj: Context, connect: bool, as_json: bool) -> None:
         for name, trait in config.traits.items():
             targets = ", ".join(trait.destinations) or "(compute only)"
             stdout.print(f"  {escape(name)}: {trait.kind} trait from {escape(trait.source)} → {escape(targets)}, {trait.schedule}")
+        for warning in warnings:
+            stdout.print(f"[yellow]⚠[/] {escape(warning)}", markup=True)
         for check in checks:
             mark = "[green]✓[/]" if check["ok"] else "[red]✗[/]"
             stdout.print(f"{mark} {check['kind']} {escape(check['name'])}", markup=True)
@@ -56,6 +62,21 @@ def validate(obj: Context, connect: bool, as_json: bool) -> None:
             if not check["ok"]:
                 error_line(prefixed(f"{check['kind']} {check['name']}", check["error"]))
     raise SystemExit(int(code))
+
+
+def _key_warnings(obj: Context, config: Config) -> list[str]:
+    """Check the trait keys past runs recorded (collisions are errors); returns the warnings."""
+    from traits.errors import StateError
+    from traits.pipeline.trait_keys import check_stored_keys
+
+    try:
+        state = obj.state(config)
+    except StateError as e:
+        return [f"trait keys not checked: {redact(str(e))}"]
+    try:
+        return check_stored_keys(config, state)
+    finally:
+        state.close()
 
 
 def _check_source(config: Config, name: str, source: Any) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def cli(ctx: click.Context, config_dir: str | None, debug: bool) -> None:
 
 
 def _register() -> None:
-    from traits.cli import cmd_console, cmd_demo, cmd_inspect, cmd_ls, cmd_preview, cmd_run, cmd_validate
+    from traits.cli import cmd_console, cmd_demo, cmd_inspect, cmd_ls, cmd_preview, cmd_revert, cmd_run, cmd_validate
 
     cli.add_command(cmd_validate.validate)
     cli.add_command(cmd_preview.preview)
@@ -112,6 +112,7 @@ def _register() -> None:
     cli.add_command(cmd_ls.ls)
     cli.add_command(cmd_console.console)
     cli.add_command(cmd_console.explain)
+    cli.add_command(cmd_revert.revert)
 
 
 _register()

@@ -238,6 +238,54 @@ DestinationConfig = Annotated[
 ]
 
 
+ExitRule = Literal["clear", "keep"]
+#: what an exit sends for one column: clear (null), keep (nothing), or a literal JSON value
+ExitValue = str | int | float | bool | None
+
+
+class OnExitRules(Model):
+    """Per-column exits: ``{default: clear, columns: {plan: keep, open_tickets: 0}}``.
+
+    A column's rule is ``clear`` (send null), ``keep`` (leave it out of the exit call) or any
+    other value, sent as it is (``null`` is the same as clear). An exit with no column left
+    to send sends no call.
+    """
+
+    default: ExitRule = "clear"
+    columns: dict[str, ExitValue] = Field(default_factory=dict)
+
+
+def _exit_after(value: object) -> ExitAfter | None:
+    if value is None or isinstance(value, ExitAfter):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("exit_after is a number of runs (2) or a duration (24h)")  # noqa: TRY004
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("exit_after counts runs: use 1 or more")
+        return ExitAfter(runs=value)
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("exit_after must be longer than 0s")
+    return ExitAfter(seconds=seconds)
+
+
+class ExitAfter(BaseModel):
+    """How long an id must be missing from the result before it exits: N runs or a duration."""
+
+    model_config = ConfigDict(frozen=True)
+    runs: int | None = None
+    seconds: float | None = None
+
+    def __str__(self) -> str:
+        from traits.config.durations import format_duration
+
+        return f"{self.runs} run(s)" if self.runs is not None else format_duration(self.seconds or 0)
+
+
+ExitAfterField = Annotated[ExitAfter | None, BeforeValidator(_exit_after), PlainSerializer(lambda v: str(v) if v else None)]
+
+
 class Trait(Model):
     kind: Literal["user", "account"]
     source: str
@@ -249,10 +297,16 @@ class Trait(Model):
     tags: list[str] = Field(default_factory=list)
     destinations: list[str] = Field(default_factory=list)
     schedule: ScheduleField = Field(default_factory=lambda: parse_schedule("every 12h"))
-    on_exit: Literal["clear", "keep"] = "clear"
+    on_exit: ExitRule | OnExitRules = "clear"
+    #: an id missing from the result exits only once missing this many runs, or this long
+    exit_after: ExitAfterField = None
     send: Literal["row", "changed"] = "row"
     max_exit_ratio: float = Field(default=0.5, ge=0, le=1)
     max_change_ratio: float | None = Field(default=None, ge=0, le=1)
+    #: guard: stop the run when fewer than this share of the result's ids are known
+    min_known_ratio: float | None = Field(default=None, ge=0, le=1)
+    #: accept trait keys that another trait also writes to the same destination
+    allow_shared_keys: bool = False
     enabled: bool = True
     description: str | None = None
     max_rows: int | None = Field(default=None, ge=1)
@@ -303,6 +357,8 @@ class Settings(Model):
     delivery_deadline: Seconds = 3600.0
     #: the random delay added to each scheduled run, at most this long
     jitter: Seconds = 30.0
+    #: how long each run's changes (before and after values) are kept, for ``traits revert``
+    history_retention: Seconds = 30 * 86400.0
     #: the dbt project whose models traits may name with ``model:``
     dbt: DbtProject | None = None
 

@@ -1,18 +1,30 @@
-"""Commit: advance each destination's snapshot by exactly what it acknowledged, then settle the run."""
+"""Commit: advance each destination's snapshot by exactly what it acknowledged, then settle the run.
+
+With the snapshot advance the pending exits (``pipeline.exits``) the run counted, and changes
+recorded longer ago than ``settings.history_retention`` are pruned.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from traits.errors import prefixed
+from traits.pipeline.exits import pending_path
 from traits.state.base import StateStore
 from traits.state.records import RunRecord
 
+#: ``settings.history_retention``'s default: 30 days
+DEFAULT_RETENTION = 30 * 86400.0
 
-def commit(state: StateStore, run: RunRecord, changes: dict[str, Path]) -> None:
-    """Fold every destination's acknowledged calls into its snapshot (idempotent)."""
+
+def commit(state: StateStore, run: RunRecord, changes: dict[str, Path], retention: float = DEFAULT_RETENTION) -> None:
+    """Fold every destination's acknowledged calls into its snapshot (idempotent), then its pending exits."""
     for destination, path in changes.items():
         state.commit(run.run_id, run.trait, destination, path)
+        pending = pending_path(path, destination)
+        if pending.exists():
+            state.save_pending_exits(run.trait, destination, pending)
+    state.prune_changes(retention)
 
 
 def settle(run: RunRecord) -> None:

@@ -3,7 +3,9 @@
 Every id is exactly one of added, changed, unchanged or exited. The comparison is a join run
 by the columnar engine over files (``Differ`` is the seam a warehouse-side diff would
 replace). Only added, changed and exited rows are written to the change file, with the
-values a call needs: the new canonical JSON, and for exits (and ``send: changed``) the old.
+values a call needs: the new canonical JSON, and for exits and changed rows the old values
+(``old_v``, ``old_h``, ``old_u``: what the snapshot held), which the run's history keeps so
+``traits revert`` can send them again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class DiffCounts:
 
 class Differ(Protocol):
     def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
-        """Write the change file ``out`` (id, change, h, v, uid, old_v) and count the outcomes."""
+        """Write the change file ``out`` (id, change, h, v, uid, old_v, old_h, old_u) and count the outcomes."""
 
 
 class LocalDiffer:
@@ -104,7 +106,8 @@ class LocalDiffer:
                 where id in (select id from delta d where {old_for})"""
         con.execute(
             f"""COPY (
-                select d.id, d.change, d.h, r.v, coalesce(r.uid, o.u) as uid, o.v as old_v
+                select d.id, d.change, d.h, r.v, coalesce(r.uid, o.u) as uid, o.v as old_v,
+                       d.sh as old_h, o.u as old_u
                 from delta d
                 left join ({values}) r on r.id = d.id
                 left join ({old}) o on o.id = d.id
@@ -136,7 +139,8 @@ class LocalDiffer:
         self.con.execute(
             f"""COPY (
                 select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
-                       cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v
+                       cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v,
+                       cast(null as ubigint) as old_h, cast(null as varchar) as old_u
                 where false
             ) TO '{sql_path(out)}' (FORMAT parquet)"""
         )
@@ -148,7 +152,7 @@ class LocalDiffer:
         self.con.execute(
             f"""COPY (
                 select {self.shape.id_sql} as id, 'added' as change, {HASH_COLUMN} as h, {self.shape.v_sql} as v,
-                       {uid} as uid, cast(null as varchar) as old_v
+                       {uid} as uid, cast(null as varchar) as old_v, cast(null as ubigint) as old_h, cast(null as varchar) as old_u
                 from read_parquet('{sql_path(self.staged)}')
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )

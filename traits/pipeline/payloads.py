@@ -10,10 +10,14 @@ import hashlib
 import json
 import uuid
 from json.encoder import encode_basestring  # the C encoder json.dumps(..., ensure_ascii=False) uses
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from traits import __version__
 from traits.destinations.base import Call, Change
+from traits.pipeline.exits import ExitPolicy
+
+if TYPE_CHECKING:
+    from traits.config.models import OnExitRules
 
 #: the namespace of every messageId sql-traits makes (UUIDv5)
 MESSAGE_NAMESPACE = uuid.UUID("6f1c2a4e-7b0d-5e3a-9c41-2d8f0b7a6e15")
@@ -61,7 +65,7 @@ class CallBuilder:
         run_id: str,
         timestamp: str,
         send: Literal["row", "changed"],
-        on_exit: Literal["clear", "keep"],
+        on_exit: Literal["clear", "keep"] | OnExitRules | ExitPolicy,
         full_resync: bool = False,
     ) -> None:
         self.trait = trait
@@ -69,7 +73,7 @@ class CallBuilder:
         self.run_id = run_id
         self.call_type = "identify" if kind == "user" else "group"
         self.send_changed_only = send == "changed" and not full_resync
-        self.clear_exits = on_exit == "clear"
+        self.exits = ExitPolicy.of(on_exit)
         self._prefix = f'{{"type":"{self.call_type}",'.encode()
         self._message_id = MessageIds(destination, trait, self.call_type, run_id)
         self._stamp = json.dumps(timestamp)
@@ -87,9 +91,10 @@ class CallBuilder:
     def build(self, key: str, change: Change, h: int | None, v: str | None, uid: str | None, old_v: str | None) -> Call | None:
         """The call for one changed row, or None when nothing is to be sent for it."""
         if change == "exited":
-            if not self.clear_exits:
+            exit_traits = self.exits.traits(old_v)
+            if exit_traits is None:  # every column kept: nothing to send
                 return None
-            traits = json.dumps(dict.fromkeys(json.loads(old_v or "{}")), separators=(",", ":"))
+            traits = exit_traits
         elif self.send_changed_only and change == "changed" and old_v is not None and v is not None:
             traits = _changed_only(v, old_v)
         else:
@@ -103,12 +108,13 @@ class CallBuilder:
 
     def select_sql(self, changes: str) -> str:
         """A DuckDB query over the change file ``changes`` (a SQL-quoted path) that makes, in the
-        engine, the messageId and body of every call that is the row's JSON as it is (added rows,
-        and changed rows when the whole row is sent), byte for byte what ``build`` makes.
+        engine, the messageId and body of every call whose traits it can make (added rows,
+        changed rows when the whole row is sent, and exits), byte for byte what ``build`` makes.
 
         Columns: id, change, h, v, uid, old_v, mid, body; mid and body are NULL for the rows
-        ``build`` must make (exits, ``send: changed``). At a million calls, building each one in
-        Python was most of delivery's time; here it is a vectorized pass over the file.
+        ``build`` must make (``send: changed``) and for exits that send no call. At a million
+        calls, building each one in Python was most of delivery's time; here it is a vectorized
+        pass over the file.
         """
         namespace = MESSAGE_NAMESPACE.bytes.hex()
         name = f"{_lit(self.destination)} || chr(31) || {_lit(self.trait)} || chr(31) || {_lit(self.call_type)} || chr(31)"
@@ -128,20 +134,24 @@ class CallBuilder:
                 "else concat('\"groupId\":', to_json(id)::VARCHAR, ',\"anonymousId\":', "
                 f"to_json(concat({_lit(GROUP_ANONYMOUS_PREFIX)}, id))::VARCHAR) end"
             )
-        context = f"case change when 'added' then {_lit(self._context['added'])} else {_lit(self._context['changed'])} end"
+        context = (
+            f"case change when 'added' then {_lit(self._context['added'])} when 'exited' then {_lit(self._context['exited'])} "
+            f"else {_lit(self._context['changed'])} end"
+        )
         body = (
-            f"concat({_lit(self._prefix.decode())}, {ids}, ',\"traits\":', coalesce(v, '{{}}'), ',\"messageId\":\"', mid, "
+            f"concat({_lit(self._prefix.decode())}, {ids}, ',\"traits\":', t, ',\"messageId\":\"', mid, "
             f"'\",\"timestamp\":', {_lit(self._stamp)}, ',\"context\":', {context}, '}}')"
         )
         whole_row = "change = 'added' or change = 'changed'"
         if self.send_changed_only:
             whole_row = "change = 'added' or (change = 'changed' and (old_v is null or v is null))"
+        traits = f"case when change = 'exited' then {self.exits.traits_sql('old_v')} when {whole_row} then coalesce(v, '{{}}') end"
         return f"""
             with r as (select id::VARCHAR as id, change, h, v, uid::VARCHAR as uid, old_v, {x} as x from read_parquet('{changes}')),
-                 m as (select *, {mid} as mid from r)
+                 m as (select *, {mid} as mid, {traits} as t from r)
             select id, change, h, v, uid, old_v,
-                   case when {whole_row} then mid end as mid,
-                   case when {whole_row} then encode({body}) end as body
+                   case when t is not null then mid end as mid,
+                   case when t is not null then encode({body}) end as body
             from m"""
 
     def _ids(self, key: str, uid: str | None) -> str:

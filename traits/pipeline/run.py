@@ -31,9 +31,12 @@ from traits.errors import ExitCode, GuardError, LockLostError, TraitsError, Vali
 from traits.pipeline.commit import commit, settle
 from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
 from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
+from traits.pipeline.exits import ExitPolicy, exit_calls, hold_back
+from traits.pipeline.known import check_known_ratio
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
 from traits.pipeline.stage import Staged, stage
+from traits.pipeline.trait_keys import check_keys_at_run
 from traits.pipeline.validate import ADDED_COLUMNS, Fingerprinter, Shape, check_rows, check_shape, check_sizes, check_unique, duck_types
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
@@ -137,6 +140,10 @@ def _finish_interrupted(runner: _Runner, state: StateStore, run: RunRecord, opti
     every call it resends carries the messageId (and payload) it had: a collector that got it
     the first time drops the copy. A run killed before delivering sent nothing: it is closed.
     """
+    if run.reverts is not None:  # a killed revert is finished by its own module
+        from traits.pipeline.revert import resume_revert
+
+        return resume_revert(runner.config, state, run, options.owner)
     run_dir = state.run_dir(run.run_id)
     if run.phase in ("deliver", "commit") and (run_dir / "result.parquet").exists():
         log.info("resuming interrupted run", extra={"trait": run.trait, "run_id": run.run_id})
@@ -242,6 +249,7 @@ class _Runner:
                 self._phase(record, "validate")
                 shape, summary = fingerprinter.finish(con, staged_path)
             record.rows = summary.rows
+            check_keys_at_run(self.config, self.state, self.name, [c.name for c in shape.traits], persist=not self.options.dry_run)
             ensure_unique = _once(lambda: check_unique(con, self.name, shape, staged_path))
             if not self.trait.destinations:
                 ensure_unique()
@@ -251,6 +259,8 @@ class _Runner:
             differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique)
             # a resumed run passed the guard before it first delivered
             changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed, resumed=resumed)
+            if not (self.options.force or resumed):
+                check_known_ratio(self.config, self.name, con, shape, staged_path, record)
         finally:
             con.close()
         builders = {d: self._builder(d, record) for d in self.trait.destinations}
@@ -260,7 +270,7 @@ class _Runner:
         self._phase(record, "deliver")
         self._deliver(record, changes, builders)
         self._phase(record, "commit")
-        commit(self.state, record, changes)
+        commit(self.state, record, changes, self.config.settings.history_retention)
         settle(record)
         return {}
 
@@ -308,13 +318,23 @@ class _Runner:
             path = run_dir / f"changes-{destination}.parquet"
             counts = differ.diff(
                 self.state.snapshot_files(self.name, destination), path,
-                old_values_for_changed=self.trait.send == "changed",
+                old_values_for_changed=True,  # the run's history keeps them, for revert
                 full_resync=record.full_resync or self.options.full_resync,
             )
+            held = hold_back(
+                differ.con, self.state, self.name, destination, path,
+                exit_after=self.trait.exit_after, run_id=record.run_id, started_at=record.started_at, exited=counts.exited,
+            )
+            counts.exited = held.exited
+            calling = exit_calls(differ.con, path, ExitPolicy.of(self.trait.on_exit)) if counts.exited else 0
             check_sizes(differ.con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
-            if not skip_guard:
-                guard(self.name, destination, counts, max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
-            now = DestinationCounts(added=counts.added, changed=counts.changed, unchanged=counts.unchanged, exited=counts.exited)
+            if not skip_guard:  # exits count as they would be sent: pending and kept ones send nothing
+                sent = DiffCounts(changed=counts.changed, exited=calling, snapshot_rows=counts.snapshot_rows)
+                guard(self.name, destination, sent, max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
+            now = DestinationCounts(
+                added=counts.added, changed=counts.changed, unchanged=counts.unchanged, exited=counts.exited,
+                exit_calls=calling, pending_exit=held.pending, pending=held.shown,
+            )
             first = record.destinations.get(destination) if resumed else None
             if first is not None:
                 # a resumed run keeps the counts of its first diff: the rows its earlier attempts
@@ -322,6 +342,7 @@ class _Runner:
                 # them; they count as sent, and this attempt's sends add to them
                 now = DestinationCounts(
                     added=first.added, changed=first.changed, unchanged=first.unchanged, exited=first.exited,
+                    exit_calls=first.exit_calls, pending_exit=first.pending_exit, pending=first.pending,
                     sent=max(self._calls_for(first) - self._calls_for(now), 0),
                 )
             record.destinations[destination] = now
@@ -334,8 +355,8 @@ class _Runner:
         return changes
 
     def _calls_for(self, counts: DestinationCounts) -> int:
-        """How many calls these diff counts make (kept exits make none)."""
-        return counts.added + counts.changed + (counts.exited if self.trait.on_exit == "clear" else 0)
+        """How many calls these diff counts make (exits that keep every column make none)."""
+        return counts.added + counts.changed + counts.exit_calls
 
     def _builder(self, destination: str, record: RunRecord) -> CallBuilder:
         return CallBuilder(

@@ -5,6 +5,13 @@ what that destination acknowledged. A snapshot is a list of Parquet files (``SNA
 read newest-last: a later file's row for an id replaces an earlier one's, and a row with
 ``deleted`` set removes the id. Acknowledgements are recorded durably as they arrive (an
 ``AckLog``), and folded into the snapshot by ``commit``, so a killed run loses nothing.
+
+Beside each snapshot the store keeps, per (trait, destination):
+- the run's *changes* (``CHANGE_COLUMNS``): every id a commit advanced, with what the snapshot
+  held before and after, so ``traits revert`` can send the before values again. ``commit``
+  records them with the fold; ``prune_changes`` drops those past ``settings.history_retention``;
+- the *pending exits* (``pipeline.exits``): ids missing from the result but not yet exited,
+  replaced at each commit.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from traits.state.records import HeldValues, RunRecord
 #: id VARCHAR, h UBIGINT (hash of the values), v VARCHAR (canonical JSON), u VARCHAR (an
 #: account's user id), deleted BOOLEAN (an exit), hv UBIGINT (the hash canary of the writer)
 SNAPSHOT_COLUMNS = ("id", "h", "v", "u", "deleted", "hv")
+#: a run's recorded changes: the change (added, changed, exited) and the values before and after
+CHANGE_COLUMNS = ("id", "change", "before_h", "before_v", "before_u", "after_h", "after_v", "after_u")
 
 
 class AckLog(ABC):
@@ -106,6 +115,28 @@ class StateStore(ABC):
     @abstractmethod
     def snapshot_destinations(self, trait: str) -> list[str]:
         """Destinations that hold a snapshot of ``trait``."""
+
+    # -- run changes and pending exits ----------------------------------------------------
+    @abstractmethod
+    def run_changes(self, run_id: str, trait: str, destination: str, out: Path) -> bool:
+        """Write the changes ``run_id`` committed at ``destination`` to the Parquet file ``out``
+        (``CHANGE_COLUMNS``); False when none are kept (nothing committed, or pruned)."""
+
+    @abstractmethod
+    def prune_changes(self, older_than: float) -> None:
+        """Forget recorded changes committed more than ``older_than`` seconds ago."""
+
+    @abstractmethod
+    def pending_exits(self, trait: str, destination: str) -> Path | None:
+        """A Parquet file of the ids pending exit (``pipeline.exits.PENDING_COLUMNS``), or None."""
+
+    @abstractmethod
+    def save_pending_exits(self, trait: str, destination: str, pending: Path) -> None:
+        """Replace the pending exits with the rows of the Parquet file ``pending``."""
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        """One run's record by its id."""
+        return next((r for r in self.iter_runs() if r.run_id == run_id), None)
 
     # -- small values (the scheduler's next run times) ----------------------------------
     @abstractmethod

@@ -4,13 +4,17 @@
   or another command writes;
 - a lock per trait with ``filelock`` (an OS lock: released when its process dies);
 - snapshots as Parquet files under a manifest (``snapshot_files.SnapshotDir``);
-- acknowledgement logs as JSON lines appended and fsynced per acknowledged batch.
+- acknowledgement logs as JSON lines appended and fsynced per acknowledged batch;
+- each commit's changes as a Parquet file under ``history/TRAIT/DESTINATION/`` (named by
+  run), written before the snapshot advances, pruned by age;
+- pending exits as one Parquet file per (trait, destination) under ``pending/``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -27,7 +31,7 @@ from traits.errors import LockedError, StateError
 from traits.state import sql
 from traits.state.base import AckLog, StateStore, held_values
 from traits.state.records import HeldValues, RunRecord
-from traits.state.snapshot_files import SnapshotDir
+from traits.state.snapshot_files import SnapshotDir, finish_file
 
 _SCHEMA = """
 create table if not exists runs (
@@ -223,7 +227,16 @@ class LocalStateStore(StateStore):
             f"select unnest(k) from read_json('{sql_path(acks)}', format = 'newline_delimited', "
             "columns = {k: 'VARCHAR[]'}, ignore_errors = true)"
         )
-        rows = sql.fold(changes, keys, tmp, run_id)
+        # the run's changes are made durable before the snapshot advances: a crash between the two
+        # leaves the acks, and the next commit writes both again (a revert reads each id once)
+        history = self._history_dir(trait, destination)
+        history.mkdir(parents=True, exist_ok=True)
+        record = history / f"{run_id}.{time.time_ns()}.parquet"
+        recorded, rows = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
+        if recorded:
+            finish_file(record.with_name(record.name + ".tmp"), record)
+        else:
+            record.with_name(record.name + ".tmp").unlink(missing_ok=True)
         snapshot.add(name, tmp, rows)
         # the delta is durable and listed: the log has done its work
         acks.rename(acks.with_name(f"{acks.stem}.{time.time_ns()}.committed"))
@@ -232,6 +245,7 @@ class LocalStateStore(StateStore):
         names = [destination] if destination else self.snapshot_destinations(trait)
         for name in names:
             self._snapshot(trait, name).clear()
+            self._pending_path(trait, name).unlink(missing_ok=True)
         return names
 
     def snapshot_destinations(self, trait: str) -> list[str]:
@@ -239,6 +253,45 @@ class LocalStateStore(StateStore):
         if not base.is_dir():
             return []
         return sorted(p.name for p in base.iterdir() if (p / "manifest.json").exists())
+
+    # -- run changes and pending exits -------------------------------------------------------
+    def _history_dir(self, trait: str, destination: str) -> Path:
+        return self.root / "history" / trait / destination
+
+    def run_changes(self, run_id: str, trait: str, destination: str, out: Path) -> bool:
+        files = sorted(self._history_dir(trait, destination).glob(f"{run_id}.*.parquet"))
+        if not files:
+            return False
+        sql.concat(files, out)
+        return True
+
+    def prune_changes(self, older_than: float) -> None:
+        cutoff = time.time() - older_than
+        for path in (self.root / "history").glob("*/*/*.parquet"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+
+    def _pending_path(self, trait: str, destination: str) -> Path:
+        return self.root / "pending" / trait / f"{destination}.parquet"
+
+    def pending_exits(self, trait: str, destination: str) -> Path | None:
+        path = self._pending_path(trait, destination)
+        return path if path.exists() else None
+
+    def save_pending_exits(self, trait: str, destination: str, pending: Path) -> None:
+        target = self._pending_path(trait, destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        shutil.copyfile(pending, tmp)
+        finish_file(tmp, target)
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        with self._db() as db:
+            row = db.execute("select record from runs where run_id = ?", (run_id,)).fetchone()
+        return RunRecord.from_dict(json.loads(row[0])) if row else None
 
     # -- small values ------------------------------------------------------------------------
     def get_value(self, key: str) -> Any:

@@ -71,3 +71,71 @@ def write_listing(listing: Path, names: list[str]) -> None:
     tmp = listing.with_name(f"{listing.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(names))
     os.replace(tmp, listing)
+
+
+#: recorded changes as CSV for Postgres, and the layout read back (``state.base.CHANGE_COLUMNS``)
+_CHANGE_CSV_COLUMNS = {
+    "id": "VARCHAR", "change": "VARCHAR", "before_h": "BIGINT", "before_v": "VARCHAR", "before_u": "VARCHAR",
+    "after_h": "BIGINT", "after_v": "VARCHAR", "after_u": "VARCHAR",
+}
+_PENDING_CSV_COLUMNS = {"id": "VARCHAR", "first_missing_at": "VARCHAR", "misses": "INTEGER", "run_id": "VARCHAR"}
+
+
+def _signed(column: str) -> str:
+    return f"cast(cast({column} as hugeint) - {_SHIFT} as bigint)"
+
+
+def _unsigned(column: str) -> str:
+    return f"cast(cast({column} as hugeint) + {_SHIFT} as ubigint)"
+
+
+def changes_history_csv(changes: Path, csv: Path) -> None:
+    """A change file's rows as recorded changes, CSV for ``copy ... from stdin``."""
+    from traits.state.sql import CHANGES_SELECT, changes_source
+
+    con = duck_connect(changes.parent)
+    try:
+        con.execute(
+            f"""COPY (select id, change, {_signed("before_h")} as before_h, before_v, before_u, {_signed("after_h")} as after_h, after_v, after_u
+                from (select {CHANGES_SELECT} from {changes_source(con, changes)}))
+            TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, change, before_v, before_u, after_v, after_u))"""
+        )
+    finally:
+        con.close()
+
+
+def history_csv_to_parquet(csv: Path, out: Path) -> None:
+    _csv_to_parquet(
+        csv, out, _CHANGE_CSV_COLUMNS,
+        f"id, change, {_unsigned('before_h')} as before_h, before_v, before_u, {_unsigned('after_h')} as after_h, after_v, after_u",
+    )
+
+
+def pending_to_csv(pending: Path, csv: Path) -> None:
+    con = duck_connect(pending.parent)
+    try:
+        con.execute(
+            f"""COPY (select id, first_missing_at, misses, run_id from read_parquet('{sql_path(pending)}'))
+            TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, first_missing_at, run_id))"""
+        )
+    finally:
+        con.close()
+
+
+def pending_csv_to_parquet(csv: Path, out: Path) -> None:
+    _csv_to_parquet(csv, out, _PENDING_CSV_COLUMNS, "id, first_missing_at, misses, run_id")
+
+
+def _csv_to_parquet(csv: Path, out: Path, columns: dict[str, str], select: str) -> None:
+    con = duck_connect(out.parent)
+    try:
+        spec = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+        tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        con.execute(
+            f"""COPY (select {select} from read_csv('{sql_path(csv)}', header = false, quote = '"', escape = '"',
+                    allow_quoted_nulls = false, columns = {spec}))
+            TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)"""
+        )
+        os.replace(tmp, out)
+    finally:
+        con.close()

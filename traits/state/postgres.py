@@ -20,7 +20,9 @@ the DSN says ``?schema=name``) created on first use:
   giving each one a version and a random token that change on every commit or reset;
 - ``acks``: the acknowledged ids of each run and destination, committed per ``append``;
 - ``r`` on a snapshot row names the run that got it acknowledged, and ``exited_rows`` keeps
-  the last exit of each id (with the values it had) until it comes back: what a profile reads.
+  the last exit of each id (with the values it had) until it comes back: what a profile reads;
+- ``run_changes``: each commit's changes, values before and after (``state.base.CHANGE_COLUMNS``),
+  recorded before the fold and pruned by age; ``pending_exits``: the ids pending exit.
 
 The pipeline diffs over local Parquet files, so ``snapshot_files`` exports the current
 snapshot to a cache under ``work_dir`` named by its token (an unchanged snapshot is not
@@ -51,6 +53,7 @@ from traits.config.env import redact
 from traits.destinations.base import Call
 from traits.errors import LockedError, LockLostError, StateError
 from traits.state.base import AckLog, StateStore, held_values
+from traits.state.pg_changes import ChangeTables
 from traits.state.pg_transfer import cache_name, changes_to_csv, csv_to_parquet, write_listing
 from traits.state.records import HeldValues, RunRecord
 
@@ -203,7 +206,7 @@ class PostgresAckLog(AckLog):
         self._conn.close()
 
 
-class PostgresStateStore(StateStore):
+class PostgresStateStore(ChangeTables, StateStore):
     def __init__(self, dsn: str, work_dir: Path, schema: str | None = None) -> None:
         try:
             import psycopg  # noqa: F401 - fail here, with the install hint
@@ -225,6 +228,7 @@ class PostgresStateStore(StateStore):
         except OSError as e:
             raise StateError(f"cannot create the work directory {work_dir}: {e.strerror}") from e
         self._create_schema()
+        self._create_change_tables()
 
     # -- connections -----------------------------------------------------------------------
     def _connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
@@ -524,6 +528,7 @@ class PostgresStateStore(StateStore):
             return
         csv = changes.with_name(f"{changes.name}.{os.getpid()}.commit.csv")
         if changes.exists():
+            self._record_changes(run_id, trait, destination, changes)
             changes_to_csv(changes, csv)
         try:
             self._fold(run_id, trait, destination, csv if changes.exists() else None)
@@ -591,6 +596,7 @@ class PostgresStateStore(StateStore):
                 conn.execute(f"delete from {self.s}.snapshot_rows where trait = %s and destination = %s", (trait, name))
                 conn.execute(f"delete from {self.s}.exited_rows where trait = %s and destination = %s", (trait, name))
                 conn.execute(f"delete from {self.s}.snapshots where trait = %s and destination = %s", (trait, name))
+                conn.execute(f"delete from {self.s}.pending_exits where trait = %s and destination = %s", (trait, name))
         return names
 
     def snapshot_destinations(self, trait: str) -> list[str]:

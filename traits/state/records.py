@@ -20,11 +20,17 @@ class DestinationCounts:
     changed: int = 0
     unchanged: int = 0
     exited: int = 0
+    #: how many of the exits send a call (``on_exit`` may keep every column of some, or all)
+    exit_calls: int = 0
+    #: ids missing from the result that ``exit_after`` holds back (not sent, not counted as exited)
+    pending_exit: int = 0
     sent: int = 0
     failed: int = 0
     status: str = "pending"  # pending | ok | partial | failed | skipped
     error: str | None = None
     rejections: list[dict[str, str]] = field(default_factory=list)
+    #: the first few pending ids: id, missing_runs, first_missing_at, exits (when)
+    pending: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +63,10 @@ class RunRecord:
     #: the run started by resuming an interrupted one
     resumed: int = 0
     owner: str = ""
+    #: a revert: the run whose changes it undid (``traits revert``)
+    reverts: str | None = None
+    #: a revert that left the ids the reverted run added (``--keep-added``)
+    keep_added: bool = False
     destinations: dict[str, DestinationCounts] = field(default_factory=dict)
     #: when each phase first began (ISO-8601 UTC): the run's timings per phase
     phase_started: dict[str, str] = field(default_factory=dict)

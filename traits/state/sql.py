@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from traits.columnar import HASH_CANARY_SQL, RUN_COLUMN, SNAPSHOT_SELECT, connect, latest_rows, sql_path
+
+if TYPE_CHECKING:
+    import duckdb
 
 PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
 
@@ -50,18 +53,67 @@ def fold(changes: Path, acked_keys_sql: str, out: Path, run_id: str = "") -> int
     """
     con = connect(out.parent)
     try:
-        run = "'" + run_id.replace("'", "''") + "'" if run_id else "cast(null as varchar)"
-        con.execute(
-            f"""COPY (
-                select c.id, c.h, case when c.change = 'exited' then c.old_v else c.v end as v, c.uid as u,
-                       c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}
-                from read_parquet('{sql_path(changes)}') c
-                where c.id in ({acked_keys_sql})
-                order by c.id
-            ) TO '{sql_path(out)}' {PARQUET}"""
-        )
+        _fold_into(con, changes, acked_keys_sql, out, run_id)
         row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
         return int(row[0]) if row else 0
+    finally:
+        con.close()
+
+
+def _fold_into(con: Any, changes: Path, acked_keys_sql: str, out: Path, run_id: str) -> None:
+    run = "'" + run_id.replace("'", "''") + "'" if run_id else "cast(null as varchar)"
+    con.execute(
+        f"""COPY (
+            select c.id, c.h, case when c.change = 'exited' then c.old_v else c.v end as v, c.uid as u,
+                   c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}
+            from read_parquet('{sql_path(changes)}') c
+            where c.id in ({acked_keys_sql})
+            order by c.id
+        ) TO '{sql_path(out)}' {PARQUET}"""
+    )
+
+
+#: a change file's rows as recorded changes (``state.base.CHANGE_COLUMNS``)
+CHANGES_SELECT = (
+    "id, change, old_h as before_h, old_v as before_v, old_u as before_u, "
+    "case when change = 'exited' then null else h end as after_h, "
+    "case when change = 'exited' then null else v end as after_v, "
+    "case when change = 'exited' then null else uid end as after_u"
+)
+#: columns a change file written before runs kept their before values lacks (a resumed old run)
+_BEFORE_COLUMNS = {"old_h": "ubigint", "old_v": "varchar", "old_u": "varchar"}
+
+
+def changes_source(con: duckdb.DuckDBPyConnection, changes: Path) -> str:
+    """The change file as a SQL source with every column ``CHANGES_SELECT`` reads."""
+    names = {str(r[0]) for r in con.execute(f"select name from parquet_schema('{sql_path(changes)}')").fetchall()}
+    missing = ", ".join(f"cast(null as {t}) as {c}" for c, t in _BEFORE_COLUMNS.items() if c not in names)
+    return f"(select *{', ' + missing if missing else ''} from read_parquet('{sql_path(changes)}'))"
+
+
+def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path, run_id: str = "") -> tuple[int, int]:
+    """Write the acknowledged rows of ``changes`` twice, reading the acknowledgements once: as
+    recorded changes (``history``) and as a snapshot delta (``delta``); returns both counts."""
+    con = connect(delta.parent)
+    try:
+        con.execute(f"create temp table acked as select distinct * from ({acked_keys_sql}) k(id)")
+        con.execute(
+            f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in (select id from acked))
+            TO '{sql_path(history)}' {PARQUET}"""
+        )
+        _fold_into(con, changes, "select id from acked", delta, run_id)
+        counts = [con.execute(f"select count(*) from read_parquet('{sql_path(p)}')").fetchone() for p in (history, delta)]
+        return tuple(int(c[0]) if c else 0 for c in counts)  # type: ignore[return-value]
+    finally:
+        con.close()
+
+
+def concat(files: Sequence[Path], out: Path) -> None:
+    """Write the rows of several Parquet files of one layout as one file."""
+    con = connect(out.parent)
+    try:
+        paths = "[" + ", ".join(f"'{sql_path(p)}'" for p in files) + "]"
+        con.execute(f"COPY (select * from read_parquet({paths})) TO '{sql_path(out)}' {PARQUET}")
     finally:
         con.close()
 
@@ -89,4 +141,4 @@ def lookup(files: Sequence[Path], identity: str) -> tuple[str | None, str | None
     return (row[1], row[2], bool(row[3]), row[4])
 
 
-__all__ = ["compact", "fold", "lookup"]
+__all__ = ["compact", "concat", "fold", "lookup", "record_and_fold"]

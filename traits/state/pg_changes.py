@@ -1,0 +1,177 @@
+"""Run changes and pending exits in the Postgres state store (``state.base``), as a mixin.
+
+``run_changes`` holds each commit's acknowledged rows with the values before and after
+(``state.base.CHANGE_COLUMNS``), recorded just before the fold (idempotent: a repeated commit
+records nothing twice) and pruned by age; ``pending_exits`` holds the ids pending exit,
+replaced at each commit. Both tables are created on first open where missing. Rows move by
+COPY in CSV, converted by the columnar engine (``pg_transfer``). Like every write of a run,
+these check the lock's fence (``postgres``) in their own transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traits.state.pg_transfer import changes_history_csv, history_csv_to_parquet, pending_csv_to_parquet, pending_to_csv
+from traits.state.records import RunRecord
+
+if TYPE_CHECKING:
+    import psycopg
+
+COPY_CHUNK = 1 << 20
+
+#: the tables of run changes and pending exits, created on first open where missing
+_CHANGE_TABLES = """
+create table if not exists {s}.run_changes (
+    trait text not null,
+    destination text not null,
+    run_id text not null,
+    id text not null,
+    change text not null,
+    before_h bigint,
+    before_v text,
+    before_u text,
+    after_h bigint,
+    after_v text,
+    after_u text,
+    recorded_at timestamptz not null default now(),
+    primary key (trait, destination, run_id, id)
+);
+create index if not exists run_changes_by_age on {s}.run_changes (recorded_at);
+create table if not exists {s}.pending_exits (
+    trait text not null,
+    destination text not null,
+    id text not null,
+    first_missing_at text not null,
+    misses integer not null,
+    run_id text not null,
+    primary key (trait, destination, id)
+);
+"""
+
+
+class ChangeTables:
+    """The part of ``PostgresStateStore`` that keeps run changes and pending exits."""
+
+    if TYPE_CHECKING:
+        s: str
+        schema: str
+
+        _fences: dict[str, Any]
+
+        def _db(self, what: str) -> AbstractContextManager[psycopg.Connection[Any]]: ...
+        def _cache_dir(self, trait: str, destination: str) -> Path: ...
+        def _check_fence(self, conn: psycopg.Connection[Any], fence: Any) -> None: ...
+
+    def _create_change_tables(self) -> None:
+        with self._db("reading its schema") as conn:
+            row = conn.execute(
+                "select to_regclass(%s) is not null and to_regclass(%s) is not null",
+                (f"{self.s}.run_changes", f"{self.s}.pending_exits"),
+            ).fetchone()
+        if row and row[0]:
+            return
+        with self._db("creating its schema") as conn:
+            from traits.state.postgres import _lock_key  # the one key that serializes schema changes
+
+            conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(self.schema, "\0schema"),))
+            conn.execute(_CHANGE_TABLES.format(s=self.s))
+
+    def _record_changes(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
+        """The acknowledged rows' values before and after, kept for ``traits revert`` (idempotent)."""
+        csv = changes.with_name(f"{changes.name}.{os.getpid()}.history.csv")
+        changes_history_csv(changes, csv)
+        s, key = self.s, {"r": run_id, "t": trait, "d": destination}
+        try:
+            with self._db("recording a run's changes") as conn:
+                self._check_fence(conn, self._fences.get(trait))  # a holder that lost its lock writes nothing
+                conn.execute(
+                    "create temp table if not exists history_rows (id text, change text, before_h bigint, before_v text, before_u text, "
+                    "after_h bigint, after_v text, after_u text)"
+                )
+                conn.execute("truncate history_rows")
+                with conn.cursor() as cur, cur.copy("copy history_rows from stdin (format csv)") as copy, open(csv, "rb") as f:
+                    while chunk := f.read(COPY_CHUNK):
+                        copy.write(chunk)
+                conn.execute(
+                    f"""insert into {s}.run_changes (trait, destination, run_id, id, change, before_h, before_v, before_u, after_h, after_v, after_u)
+                    select distinct on (p.id) %(t)s, %(d)s, %(r)s, p.id, p.change, p.before_h, p.before_v, p.before_u, p.after_h, p.after_v, p.after_u
+                    from history_rows p where p.id in (select id from {s}.acks where run_id = %(r)s and destination = %(d)s)
+                    on conflict (trait, destination, run_id, id) do nothing""",
+                    key,
+                )
+                conn.execute("truncate history_rows")
+        finally:
+            csv.unlink(missing_ok=True)
+
+    def run_changes(self, run_id: str, trait: str, destination: str, out: Path) -> bool:
+        csv = out.with_name(f"{out.name}.{os.getpid()}.csv")
+        query = (
+            f"copy (select id, change, before_h, before_v, before_u, after_h, after_v, after_u from {self.s}.run_changes "
+            "where run_id = %s and trait = %s and destination = %s) to stdout (format csv)"
+        )
+        try:
+            with self._db("reading a run's changes") as conn, conn.cursor() as cur, open(csv, "wb") as f, cur.copy(query, (run_id, trait, destination)) as copy:
+                for chunk in copy:
+                    f.write(chunk)
+            if csv.stat().st_size == 0:
+                return False
+            history_csv_to_parquet(csv, out)
+            return True
+        finally:
+            csv.unlink(missing_ok=True)
+
+    def prune_changes(self, older_than: float) -> None:
+        with self._db("pruning run changes") as conn:
+            conn.execute(f"delete from {self.s}.run_changes where recorded_at < now() - make_interval(secs => %s)", (older_than,))
+
+    def pending_exits(self, trait: str, destination: str) -> Path | None:
+        cache = self._cache_dir(trait, destination)
+        cache.mkdir(parents=True, exist_ok=True)
+        stem = f"pending.{os.getpid()}.{threading.get_ident()}.{time.time_ns()}"
+        csv, out = cache / f"{stem}.csv", cache / f"{stem}.parquet"
+        query = (
+            f"copy (select id, first_missing_at, misses, run_id from {self.s}.pending_exits where trait = %s and destination = %s) "
+            "to stdout (format csv)"
+        )
+        try:
+            with self._db("reading pending exits") as conn, conn.cursor() as cur, open(csv, "wb") as f, cur.copy(query, (trait, destination)) as copy:
+                for chunk in copy:
+                    f.write(chunk)
+            if csv.stat().st_size == 0:
+                return None
+            pending_csv_to_parquet(csv, out)
+            return out
+        finally:
+            csv.unlink(missing_ok=True)
+
+    def save_pending_exits(self, trait: str, destination: str, pending: Path) -> None:
+        csv = pending.with_name(f"{pending.name}.{os.getpid()}.csv")
+        pending_to_csv(pending, csv)
+        try:
+            with self._db("saving pending exits") as conn:
+                self._check_fence(conn, self._fences.get(trait))
+                conn.execute(f"delete from {self.s}.pending_exits where trait = %s and destination = %s", (trait, destination))
+                conn.execute("create temp table if not exists pending_rows (id text, first_missing_at text, misses integer, run_id text)")
+                conn.execute("truncate pending_rows")
+                with conn.cursor() as cur, cur.copy("copy pending_rows from stdin (format csv)") as copy, open(csv, "rb") as f:
+                    while chunk := f.read(COPY_CHUNK):
+                        copy.write(chunk)
+                conn.execute(
+                    f"insert into {self.s}.pending_exits (trait, destination, id, first_missing_at, misses, run_id) "
+                    "select distinct on (id) %s, %s, id, first_missing_at, misses, run_id from pending_rows",
+                    (trait, destination),
+                )
+                conn.execute("truncate pending_rows")
+        finally:
+            csv.unlink(missing_ok=True)
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        with self._db("reading history") as conn:
+            row = conn.execute(f"select record from {self.s}.runs where run_id = %s", (run_id,)).fetchone()
+        return RunRecord.from_dict(row[0]) if row else None
