@@ -95,17 +95,22 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
     """Write the acknowledged rows of ``changes`` twice, reading the acknowledgements once: as
     recorded changes (``history``) and as a snapshot delta (``delta``); returns both counts."""
     con = connect(delta.parent)
+    # the acknowledged ids, read once, go to a file (streamed: a temp table of 10M ids would be
+    # held in memory); each write below semi-joins it, so an id acknowledged twice counts once
+    acked_file = delta.with_name(delta.name + ".acked.parquet")
     try:
-        con.execute(f"create temp table acked as select distinct * from ({acked_keys_sql}) k(id)")
+        con.execute(f"COPY (select id from ({acked_keys_sql}) k(id)) TO '{sql_path(acked_file)}' {PARQUET}")
+        acked = f"select id from read_parquet('{sql_path(acked_file)}')"
         con.execute(
-            f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in (select id from acked))
+            f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in ({acked}))
             TO '{sql_path(history)}' {PARQUET}"""
         )
-        _fold_into(con, changes, "select id from acked", delta, run_id)
+        _fold_into(con, changes, acked, delta, run_id)
         counts = [con.execute(f"select count(*) from read_parquet('{sql_path(p)}')").fetchone() for p in (history, delta)]
         return tuple(int(c[0]) if c else 0 for c in counts)  # type: ignore[return-value]
     finally:
         con.close()
+        acked_file.unlink(missing_ok=True)
 
 
 def concat(files: Sequence[Path], out: Path) -> None:
