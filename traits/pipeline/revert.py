@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 from traits import columnar
 from traits.config.env import redact
 from traits.destinations import open_destination
-from traits.errors import ConfigError, ExitCode, GuardError, LockLostError, TraitsError, exit_code_for, exit_code_for_status
+from traits.errors import ConfigError, GuardError, LockLostError, TraitsError, exit_code_for, exit_code_for_status
 from traits.pipeline.commit import commit, settle
 from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
 from traits.pipeline.exits import ExitPolicy, exit_calls
 from traits.pipeline.payloads import CallBuilder
-from traits.pipeline.run import RunResult, default_owner, new_run_id, now_iso, status_for
+from traits.pipeline.run import RunResult, default_owner, interrupt, new_run_id, now_iso, status_for
 from traits.state.records import UNFINISHED_STATUSES, DestinationCounts, RunRecord
 
 if TYPE_CHECKING:
@@ -160,17 +160,7 @@ class _Revert:
 
     def _interrupt(self, started: float, error: Exception) -> RunResult:
         """Past the start of delivery, the revert's work stays to be resumed (as a run's does)."""
-        record = self.record
-        message = str(error) if isinstance(error, TraitsError) else f"{type(error).__name__}: {error}"
-        record.status = "interrupted"
-        record.error = redact(f"{message}; `traits revert {record.reverts}` or the trait's next run resumes it")
-        record.duration = round(time.monotonic() - started, 3)
-        if not isinstance(error, LockLostError):
-            try:
-                self.state.save_run(record)
-            except TraitsError as e:
-                log.warning("could not record the interruption: %s", e, extra={"trait": record.trait, "run_id": record.run_id})
-        return RunResult(record, exit_code_for(error) if isinstance(error, TraitsError) else ExitCode.STATE)
+        return interrupt(self.state, self.record, started, error, resumed_by=f"`traits revert {self.record.reverts}` or the trait's next run")
 
     def _finish(self, started: float, run_dir: Path, *, saved: bool) -> None:
         self.record.finished_at = now_iso()

@@ -133,6 +133,27 @@ def run_trait(config: Config, state: StateStore, name: str, options: RunOptions 
         return result
 
 
+def interrupt(state: StateStore, record: RunRecord, started: float, error: Exception, *, resumed_by: str) -> RunResult:
+    """Leave a run to be resumed: its work files stay, its record says why it stopped.
+
+    The next run of the trait (or ``resumed_by``) folds what it had acknowledged and finishes it
+    under the same run_id, so every call it sends again keeps its messageId. A run that lost
+    its lock writes nothing at all: the store may belong to another holder now.
+    """
+    message = str(error) if isinstance(error, TraitsError) else f"{type(error).__name__}: {error}"
+    record.status = "interrupted"
+    record.error = redact(f"{message}; {resumed_by} resumes it")
+    record.duration = round(time.monotonic() - started, 3)
+    if not isinstance(error, LockLostError):
+        try:
+            state.save_run(record)
+        except TraitsError as e:
+            log.warning("could not record the interruption: %s", e, extra={"trait": record.trait, "run_id": record.run_id})
+    log.warning("run interrupted: %s", record.error, extra={"trait": record.trait, "run_id": record.run_id, "status": record.status},
+                exc_info=not isinstance(error, TraitsError))
+    return RunResult(record, exit_code_for(error))
+
+
 def _finish_interrupted(runner: _Runner, state: StateStore, run: RunRecord, options: RunOptions) -> RunResult | None:
     """Settle a run that was killed, before a fresh run brings the destinations up to date.
 
@@ -205,24 +226,7 @@ class _Runner:
         return isinstance(error, LockLostError) or PHASES.index(record.phase) >= PHASES.index("deliver")
 
     def _interrupt(self, record: RunRecord, started: float, error: Exception) -> RunResult:
-        """Leave the run to be resumed: its work files stay, its record says why it stopped.
-
-        The next run of the trait folds what it had acknowledged and finishes it under the same
-        run_id, so every call it sends again keeps its messageId. A run that lost its lock
-        writes nothing at all: the store may belong to another holder now.
-        """
-        message = str(error) if isinstance(error, TraitsError) else f"{type(error).__name__}: {error}"
-        record.status = "interrupted"
-        record.error = redact(f"{message}; the next run resumes it")
-        record.duration = round(time.monotonic() - started, 3)
-        if not isinstance(error, LockLostError):
-            try:
-                self.state.save_run(record)
-            except TraitsError as e:
-                log.warning("could not record the interruption: %s", e, extra={"trait": self.name, "run_id": record.run_id})
-        log.warning("run interrupted: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status},
-                    exc_info=not isinstance(error, TraitsError))
-        return RunResult(record, exit_code_for(error))
+        return interrupt(self.state, record, started, error, resumed_by="the next run")
 
     def _finish(self, record: RunRecord, started: float, persist: bool, run_dir: Path) -> None:
         record.finished_at = now_iso()

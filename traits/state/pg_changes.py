@@ -116,15 +116,19 @@ class ChangeTables:
             "where run_id = %s and trait = %s and destination = %s) to stdout (format csv)"
         )
         try:
-            with self._db("reading a run's changes") as conn, conn.cursor() as cur, open(csv, "wb") as f, cur.copy(query, (run_id, trait, destination)) as copy:
-                for chunk in copy:
-                    f.write(chunk)
-            if csv.stat().st_size == 0:
+            if not self._copy_out("reading a run's changes", query, (run_id, trait, destination), csv):
                 return False
             history_csv_to_parquet(csv, out)
             return True
         finally:
             csv.unlink(missing_ok=True)
+
+    def _copy_out(self, what: str, query: str, args: tuple[str, ...], csv: Path) -> bool:
+        """Write a ``copy … to stdout`` query's rows to ``csv``; whether there were any."""
+        with self._db(what) as conn, conn.cursor() as cur, open(csv, "wb") as f, cur.copy(query, args) as copy:
+            for chunk in copy:
+                f.write(chunk)
+        return csv.stat().st_size > 0
 
     def prune_changes(self, older_than: float) -> None:
         with self._db("pruning run changes") as conn:
@@ -140,10 +144,7 @@ class ChangeTables:
             "to stdout (format csv)"
         )
         try:
-            with self._db("reading pending exits") as conn, conn.cursor() as cur, open(csv, "wb") as f, cur.copy(query, (trait, destination)) as copy:
-                for chunk in copy:
-                    f.write(chunk)
-            if csv.stat().st_size == 0:
+            if not self._copy_out("reading pending exits", query, (trait, destination), csv):
                 return None
             pending_csv_to_parquet(csv, out)
             return out
