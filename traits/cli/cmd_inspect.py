@@ -57,6 +57,8 @@ def history(obj: Context, name: str | None, limit: int, as_json: bool, as_chart:
         )
     stdout.print(table)
     for r in runs:
+        if r.dry_run:
+            stdout.print(f"[dim]{r.run_id}[/] a dry run, kept with the calls it would send: nothing was sent", markup=True)
         if r.reverts:
             stdout.print(f"[dim]{r.run_id}[/] reverted run {escape(r.reverts)}" + (" (kept the ids it added)" if r.keep_added else ""), markup=True)
         if r.error:

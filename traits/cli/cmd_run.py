@@ -28,13 +28,14 @@ _MARK = {
 @click.option("--exclude", "excludes", multiple=True, metavar="S", help="Leave out what this selector selects.")
 @click.option("--if-changed", is_flag=True, help="Run a dbt-model trait only when dbt rebuilt its model since the trait last ran.")
 @click.option("--dry-run", is_flag=True, help="Stop after the diff and show the calls it would send.")
+@click.option("--record", "record_dry_run", is_flag=True, help="With --dry-run: keep it in history with the calls it would send (see the console).")
 @click.option("--force", is_flag=True, help="Send even when the blast-radius guard would stop the run.")
 @click.option("--full-resync", is_flag=True, help="Send every row again, changed or not.")
 @click.option("--limit", default=5, show_default=True, help="Calls per destination a dry run shows.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def run(obj: Context, names: tuple[str, ...], run_all: bool, selectors: tuple[str, ...], excludes: tuple[str, ...], if_changed: bool,
-        dry_run: bool, force: bool, full_resync: bool, limit: int, as_json: bool) -> None:
+        dry_run: bool, record_dry_run: bool, force: bool, full_resync: bool, limit: int, as_json: bool) -> None:
     """Run traits now: query, validate, diff, deliver, commit.
 
     Name the traits, select them (`--select tag:after_dbt`), or pass --all.
@@ -44,6 +45,8 @@ def run(obj: Context, names: tuple[str, ...], run_all: bool, selectors: tuple[st
         raise click.UsageError("name or select traits, or pass --all, not both")
     if not run_all and not names and not selectors:
         raise click.UsageError("name the traits to run, select them with --select, or pass --all")
+    if record_dry_run and not dry_run:
+        raise click.UsageError("--record keeps a dry run in history: pass it with --dry-run")
     if names and not selectors and not excludes:
         selected = list(dict.fromkeys(names))
         for name in selected:
@@ -62,7 +65,7 @@ def run(obj: Context, names: tuple[str, ...], run_all: bool, selectors: tuple[st
                 if not as_json:
                     stdout.print(f"[dim]–[/] [bold]{escape(name)}[/]  skipped: {escape(decision.skip)}", markup=True)
                 continue
-            options = RunOptions(dry_run=dry_run, force=force, full_resync=full_resync, sample_calls=limit)
+            options = RunOptions(dry_run=dry_run, record_dry_run=record_dry_run, force=force, full_resync=full_resync, sample_calls=limit)
             try:
                 with TerminalProgress(name, enabled=None if not as_json else False) as progress:
                     result = run_trait(config, state, name, options, progress)

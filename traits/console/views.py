@@ -108,6 +108,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     data.update({k: getattr(run, k) for k in RUN_COUNTS})
     data["resumed"] = run.resumed
     data["forced"] = run.force
+    data["dry_run"] = run.dry_run
     return data
 
 
@@ -225,7 +226,9 @@ def run_detail(console: Console, run_id: str, page: int = 1, per_page: int = CAL
         "next_step": NEXT_STEP[run.status].replace("NAME", run.trait) if run.status in NEXT_STEP else None,
         "given_up": given_up[start : start + per_page], "given_up_paging": paging,
         "given_up_total": run.failed,
-        "dry_run_calls": [],  # dry runs are not kept in history: `traits run --dry-run` prints them
+        "dry_run": run.dry_run,
+        # a dry run kept in history (`traits run --dry-run --record`): the first calls it would send
+        "dry_run_calls": [{"destination": d, "call": c} for d, calls in run.planned_calls.items() for c in calls],
     }
 
 

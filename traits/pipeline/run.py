@@ -69,6 +69,8 @@ class _NoProgress:
 @dataclass
 class RunOptions:
     dry_run: bool = False
+    #: keep a dry run in history, with the calls it would send (``run --dry-run --record``)
+    record_dry_run: bool = False
     force: bool = False
     full_resync: bool = False
     #: how many calls per destination a dry run shows
@@ -215,7 +217,11 @@ class _Runner:
             self._finish(record, started, persist, run_dir)
             log.warning("run ended: %s", record.error, extra={"trait": self.name, "run_id": record.run_id, "status": record.status})
             return RunResult(record, exit_code_for(e))
-        self._finish(record, started, persist, run_dir)
+        if self.options.dry_run and self.options.record_dry_run:
+            # kept once it is over, never while it runs: a dry run has nothing to resume
+            record.dry_run = True
+            record.planned_calls = result
+        self._finish(record, started, persist or (self.options.dry_run and self.options.record_dry_run), run_dir)
         code = exit_code_for_status(record.status)
         log.info("run ended", extra={"trait": self.name, "run_id": record.run_id, "status": record.status, "sent": record.sent, "failed": record.failed})
         return RunResult(record, code, result, self.sample_rows)

@@ -65,6 +65,10 @@ class RunRecord:
     owner: str = ""
     #: a revert: the run whose changes it undid (``traits revert``)
     reverts: str | None = None
+    #: a dry run kept in history (``traits run --dry-run --record``): nothing was sent or committed
+    dry_run: bool = False
+    #: for a kept dry run: the first calls it would send, per destination
+    planned_calls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     #: a revert that left the ids the reverted run added (``--keep-added``)
     keep_added: bool = False
     destinations: dict[str, DestinationCounts] = field(default_factory=dict)
