@@ -4,8 +4,9 @@ A real daemon process runs a small trait every 3 s; 50 client threads request co
 and their JSON twins back to back for ``TRAITS_CONSOLE_LOAD_SECONDS`` (30 by default, the
 figure the issue asks for). Delays are read from the scheduler's own records: with no
 jitter an interval trigger fires at t0 + k·3 s, so each run's ``started_at`` minus its slot
-is its delay, measured against the least late run. No run may start more than a second
-late, and no slot may be skipped while the trait was idle.
+is its delay, measured against the least late run (the first run, which pays the process's
+first imports, is left out). No run may start more than a second late, and no slot may be
+skipped while the trait was idle.
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def test_a_loaded_console_does_not_delay_due_runs(project: Project, daemons: Cal
 
     assert set(statuses) == {200}, statuses
     served = sum(statuses.values())
-    runs = project.finished("fast")
+    # the first run pays the process's first imports of the engine and drivers, so it can start
+    # late, off the trigger's grid (under load, past its next slot): the grid is read from the
+    # runs after it
+    runs = project.finished("fast")[1:]
     base = seconds(runs[0].started_at)
     offsets = [0.0]
     for previous, run in itertools.pairwise(runs):
