@@ -91,7 +91,7 @@ def duckdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 # -- Postgres and the Redshift stand-in -------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def pg_database() -> str:
+def pg_database() -> Iterator[str]:
     """The admin DSN of the conformance database, set up afresh for this session."""
     require_postgres()
     import psycopg
@@ -104,7 +104,9 @@ def pg_database() -> str:
     dsn = make_conninfo(**{**conninfo_to_dict(PG_ADMIN), "dbname": PG_DATABASE})
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(PG_SETUP)
-    return dsn
+    yield dsn
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {PG_DATABASE} with (force)")
 
 
 def _pg_admin(dsn: str) -> Any:

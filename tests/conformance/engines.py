@@ -22,7 +22,8 @@ from traits.warehouses import Warehouse, open_warehouse
 
 PG_ADMIN = os.environ.get("TRAITS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-PG_DATABASE = "traits_conformance"
+#: one database per test session, so two sessions on one server (CI beside a developer's run) never share it
+PG_DATABASE = f"traits_conformance_{os.getpid()}"
 READER = "traits_reader"
 READER_PASSWORD = "reader-pw"  # a throwaway local test role
 
