@@ -26,7 +26,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from traits.columnar import sql_path
-from traits.destinations.base import Call
+from traits.destinations.base import Call, CallBlock
 from traits.errors import LockedError, StateError
 from traits.state import sql
 from traits.state.base import AckLog, StateStore, held_values
@@ -73,7 +73,14 @@ class LocalAckLog(AckLog):
     def append(self, calls: Sequence[Call]) -> None:
         if not calls:
             return
-        line = json.dumps({"k": [c.key for c in calls]}, ensure_ascii=False).encode() + b"\n"
+        self._write(json.dumps({"k": [c.key for c in calls]}, ensure_ascii=False).encode() + b"\n")
+
+    def append_block(self, block: CallBlock) -> None:
+        # the engine wrote each id as a JSON string followed by a comma: one line, no parse
+        if block.count:
+            self._write(b'{"k":[' + block.keys_json[:-1] + b"]}\n")
+
+    def _write(self, line: bytes) -> None:
         self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
