@@ -111,7 +111,7 @@ def test_engine_lines_are_the_engine_bodies_and_keys_parse(tmp_path: Path, kind:
     table = duckdb.sql(builder.select_sql(str(path), lines=True)).fetch_arrow_table()
     lines = table.column("line").to_pylist()
     assert len(lines) == len(bodies)
-    for (key, *_, body), line in zip(bodies, lines, strict=True):
+    for (*_, body), line in zip(bodies, lines, strict=True):
         if body is None:
             assert line is None
         else:
