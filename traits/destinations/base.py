@@ -37,7 +37,7 @@ class CallBlock:
 
     ``lines`` is every call's JSON followed by a newline, back to back (what a JSON Lines file
     appends in one write); ``keys_json`` is their identity values as JSON strings, each
-    followed by a comma (what an acknowledgement log records). Both are views of the engine's
+    followed by a newline (what an acknowledgement log records). Both are views of the engine's
     Arrow buffers: no Python object per call is made.
     """
 
@@ -46,8 +46,8 @@ class CallBlock:
     count: int
 
     def identities(self) -> list[str]:
-        keys: list[str] = json.loads(b"[" + bytes(self.keys_json[:-1]) + b"]") if self.count else []
-        return keys
+        # JSON escapes every newline inside a string: each line is one id
+        return [json.loads(line) for line in bytes(self.keys_json).split(b"\n")[: self.count]]
 
 
 class DeliveryReport(Protocol):

@@ -117,7 +117,7 @@ class CallBuilder:
         pass over the file.
 
         With ``lines`` the last column is the body as text followed by a newline (a JSON Lines
-        line), and a ninth, ``key_json``, is the id as a JSON string followed by a comma: a
+        line), and a ninth, ``key_json``, is the id as a JSON string followed by a newline: a
         chunk of either, back to back, is what a file appends and an ack log records.
         """
         namespace = MESSAGE_NAMESPACE.bytes.hex()
@@ -150,7 +150,7 @@ class CallBuilder:
         if self.send_changed_only:
             whole_row = "change = 'added' or (change = 'changed' and (old_v is null or v is null))"
         traits = f"case when change = 'exited' then {self.exits.traits_sql('old_v')} when {whole_row} then coalesce(v, '{{}}') end"
-        made = f"concat({body}, chr(10)) end as line, concat(to_json(id)::VARCHAR, ',') as key_json" if lines else f"encode({body}) end as body"
+        made = f"concat({body}, chr(10)) end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
         return f"""
             with r as (select id::VARCHAR as id, change, h, v, uid::VARCHAR as uid, old_v, {x} as x from read_parquet('{changes}')),
                  m as (select *, {mid} as mid, {traits} as t from r)
