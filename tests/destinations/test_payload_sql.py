@@ -108,7 +108,7 @@ def test_engine_lines_are_the_engine_bodies_and_keys_parse(tmp_path: Path, kind:
         send="row", on_exit=RULES[on_exit],  # type: ignore[arg-type]
     )
     bodies = duckdb.sql(builder.select_sql(str(path))).fetchall()
-    table = duckdb.sql(builder.select_sql(str(path), lines=True)).fetch_arrow_table()
+    table = duckdb.sql(builder.select_sql(str(path), lines=True)).to_arrow_table()
     lines = table.column("line").to_pylist()
     assert len(lines) == len(bodies)
     for (*_, body), line in zip(bodies, lines, strict=True):

@@ -104,7 +104,9 @@ class ChangeCalls:
     computes without the GIL, so reading overlaps sending instead of stalling the event loop.
     Only one chunk is read ahead, which keeps memory bounded. Ids that need no call (kept exits)
     are acknowledged as they pass. A destination that batches takes whole chunks
-    (``destinations.base.in_chunks``) and skips a Python step per call.
+    (``destinations.base.in_chunks``) and skips a Python step per call; one that sets
+    ``block_rows`` (the file) takes ``CallBlock``s (``in_blocks``): the engine's text of a whole
+    batch, written and acknowledged with no Python object per call.
     """
 
     def __init__(self, changes: Path, builder: CallBuilder, recorder: Recorder, block_rows: int | None = None) -> None:
