@@ -5,7 +5,7 @@ Targets (issue 3): unchanged re-run ≤ 2× the floor, 1%-changed re-run ≤ 2.5
 Every run is a real ``traits run`` process; its peak RSS comes from ``wait4``. The floor is the
 median of three copies taken right after each run.
 
-    python bench/core_10m.py [--rows 10000000] [--dsn postgresql://postgres@127.0.0.1/postgres]
+    python bench/core_10m.py [--rows 10000000] [--dsn postgresql://postgres@127.0.0.1/postgres] [--first-only]
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--dsn", default=os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/sql_traits_bench"))
+    parser.add_argument("--first-only", action="store_true", help="measure the first run only")
     args = parser.parse_args()
     ensure_table(args.dsn, args.rows)
 
@@ -107,6 +108,9 @@ settings:
 
     print(f"{args.rows:,} rows × 5 traits, Postgres → file; floor = psql \\copy of the same SQL to /dev/null")
     results = {"first": run("first run")}
+    if args.first_only:
+        print(json.dumps(results))
+        return
     (WORK / "out" / "calls.jsonl").unlink()  # a 3 GB file is not needed past here
     results["unchanged"] = run("unchanged re-run")
     changed = args.rows // 100

@@ -92,3 +92,36 @@ def test_fast_message_ids_are_uuid5() -> None:
     for key in KEYS:
         expected = str(uuid.uuid5(MESSAGE_NAMESPACE, "\x1f".join(("dest", "trait", "identify", key, "run"))))
         assert ids(key) == expected == message_id("dest", "trait", "identify", key, "run")
+
+
+@pytest.mark.parametrize("kind", ["user", "account"])
+@pytest.mark.parametrize("on_exit", list(RULES))
+def test_engine_lines_are_the_engine_bodies_and_keys_parse(tmp_path: Path, kind: str, on_exit: str) -> None:
+    """The bulk form (``lines=True``) a file appends whole: each line is the body plus a newline,
+    each key_json the id as JSON plus a newline, and a block of them joins into what is written."""
+    from traits.destinations.base import CallBlock
+    from traits.pipeline.deliver import joined
+
+    path = _change_file(tmp_path / "changes.parquet")
+    builder = CallBuilder(
+        trait="o'trait", kind=kind, destination="dest", run_id="20260101T000000-abc", timestamp="2026-01-01T00:00:00.000Z",  # type: ignore[arg-type]
+        send="row", on_exit=RULES[on_exit],  # type: ignore[arg-type]
+    )
+    bodies = duckdb.sql(builder.select_sql(str(path))).fetchall()
+    table = duckdb.sql(builder.select_sql(str(path), lines=True)).to_arrow_table()
+    lines = table.column("line").to_pylist()
+    assert len(lines) == len(bodies)
+    for (*_, body), line in zip(bodies, lines, strict=True):
+        if body is None:
+            assert line is None
+        else:
+            assert line.encode() == body + b"\n"
+    import pyarrow.compute as pc
+
+    sent = table.filter(pc.is_valid(table.column("line"))).combine_chunks()
+    block = CallBlock(joined(sent.column("line").chunk(0)), joined(sent.column("key_json").chunk(0)), sent.num_rows)
+    assert bytes(block.lines) == b"".join(line.encode() for line in lines if line is not None)
+    assert block.identities() == sent.column("id").to_pylist()
+    # a slice of a column (an offset into its buffers) is viewed from its own first value
+    tail = sent.column("key_json").chunk(0).slice(3, 2)
+    assert [json.loads(x) for x in bytes(joined(tail)).splitlines()] == sent.column("id").to_pylist()[3:5]

@@ -9,6 +9,7 @@ acknowledgement durably before returning, so a killed run loses nothing that was
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -30,11 +31,33 @@ class Call:
     v: str | None = None  # the canonical JSON of those values (None for an exit)
 
 
+@dataclass(slots=True)
+class CallBlock:
+    """Many calls the engine made at once, in the form a writer takes whole.
+
+    ``lines`` is every call's JSON followed by a newline, back to back (what a JSON Lines file
+    appends in one write); ``keys_json`` is their identity values as JSON strings, each
+    followed by a newline (what an acknowledgement log records). Both are views of the engine's
+    Arrow buffers: no Python object per call is made.
+    """
+
+    lines: memoryview
+    keys_json: memoryview
+    count: int
+
+    def identities(self) -> list[str]:
+        # JSON escapes every newline inside a string: each line is one id
+        return [json.loads(line) for line in bytes(self.keys_json).split(b"\n")[: self.count]]
+
+
 class DeliveryReport(Protocol):
     """Where a destination reports what became of each call."""
 
     def acknowledged(self, calls: Sequence[Call]) -> None:
         """These calls were accepted; recorded durably before this returns."""
+
+    def acknowledged_block(self, block: CallBlock) -> None:
+        """Every call of ``block`` was accepted; recorded durably before this returns."""
 
     def rejected(self, call: Call, reason: str) -> None:
         """This call was given up: refused alone (400/413) or out of attempts."""
@@ -55,6 +78,9 @@ class Destination(ABC):
 
     #: the largest call this destination accepts, in bytes of JSON
     max_call_bytes: int = 32_000
+    #: set by a destination that takes ``CallBlock``s of at most this many calls; it must then
+    #: read its calls with ``in_blocks``
+    block_rows: int | None = None
 
     @abstractmethod
     async def deliver(self, calls: AsyncIterator[Call], report: DeliveryReport) -> None:
@@ -66,6 +92,22 @@ class Destination(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+async def in_blocks(calls: AsyncIterator[Call]) -> AsyncGenerator[CallBlock | Sequence[Call], None]:
+    """``calls`` a block at a time where the engine made them in bulk, else a list at a time.
+
+    The pipeline's stream (``pipeline.deliver.ChangeCalls``) hands over whole blocks to a
+    destination that set ``block_rows``; calls Python had to build (``send: changed``) still
+    come as lists, and so does any other iterator.
+    """
+    blocks = getattr(calls, "blocks", None)
+    if blocks is not None:
+        async for block in blocks():
+            yield block
+        return
+    async for chunk in in_chunks(calls):
+        yield chunk
 
 
 async def in_chunks(calls: AsyncIterator[Call]) -> AsyncGenerator[Sequence[Call], None]:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from traits.destinations.base import Call, DeliveryReport, Destination
+from traits.destinations.base import Call, CallBlock, DeliveryReport, Destination, in_blocks
 from traits.errors import ConfigError
 
 
@@ -28,6 +28,8 @@ class FileDestination(Destination):
         path = Path(config.path).expanduser()
         self.path = path if path.is_absolute() else config_dir / path
         self.batch_size: int = config.batch_size
+        # the engine's blocks of at most a batch each are written as they come: one write per batch
+        self.block_rows = self.batch_size
 
     def _open(self) -> int:
         try:
@@ -46,14 +48,23 @@ class FileDestination(Destination):
             return
         try:
             batch: list[Call] = []
-            async for call in calls:
-                batch.append(call)
-                if len(batch) >= self.batch_size:
-                    await asyncio.to_thread(_write, fd, batch)
-                    report.acknowledged(batch)
-                    batch = []
+            async for chunk in in_blocks(calls):
+                if isinstance(chunk, CallBlock):
+                    if batch:  # calls before the block go first, in order
+                        await asyncio.to_thread(_write, fd, _lines(batch))
+                        report.acknowledged(batch)
+                        batch = []
+                    await asyncio.to_thread(_write, fd, chunk.lines)
+                    report.acknowledged_block(chunk)
+                    continue
+                for call in chunk:
+                    batch.append(call)
+                    if len(batch) >= self.batch_size:
+                        await asyncio.to_thread(_write, fd, _lines(batch))
+                        report.acknowledged(batch)
+                        batch = []
             if batch:
-                await asyncio.to_thread(_write, fd, batch)
+                await asyncio.to_thread(_write, fd, _lines(batch))
                 report.acknowledged(batch)
         except OSError as e:
             report.stopped(f"destination {self.name}: writing {self.path} failed: {e.strerror}")
@@ -66,8 +77,12 @@ class FileDestination(Destination):
         return f"{self.path} is writable"
 
 
-def _write(fd: int, batch: list[Call]) -> None:
-    data = b"\n".join(c.body for c in batch) + b"\n"
+def _lines(batch: list[Call]) -> bytes:
+    return b"\n".join(c.body for c in batch) + b"\n"
+
+
+def _write(fd: int, data: bytes | memoryview) -> None:
+    """Append one batch's lines whole, under the file's lock, and fsync them."""
     with _exclusive(fd):
         _drop_torn_tail(fd)
         view = memoryview(data)

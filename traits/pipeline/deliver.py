@@ -16,39 +16,53 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from traits import columnar
 from traits.config.env import redact
-from traits.destinations.base import Call, Destination
+from traits.destinations.base import Call, CallBlock, Destination
 from traits.errors import TraitsError
 from traits.pipeline.payloads import CallBuilder
 from traits.state.base import AckLog
 from traits.state.records import MAX_REJECTIONS_KEPT, DestinationCounts
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 log = logging.getLogger("traits.deliver")
 
 #: rows per chunk read from the change file: large enough for the engine to vectorize well
 READ_ROWS = 10_000
+#: the most calls in one block (``CallBlock``): a block's lines are held in memory at once
+MAX_BLOCK_ROWS = 50_000
 
 
-def _chunks(changes: Path, builder: CallBuilder, rows: int = READ_ROWS) -> Generator[tuple[list[Call], list[str]], None, None]:
+def _chunks(
+    changes: Path, builder: CallBuilder, rows: int = READ_ROWS, *, bulk: bool = False
+) -> Generator[tuple[list[Call] | CallBlock, list[str]], None, None]:
     """The change file as calls, a chunk at a time, with the ids that need no call (kept exits).
 
     The engine makes the messageId and body of most calls (``CallBuilder.select_sql``); Python
-    only wraps them, and builds the few it cannot (exits, ``send: changed``).
+    only wraps them, and builds the few it cannot (exits, ``send: changed``). With ``bulk`` a
+    chunk whose every call the engine made comes as one ``CallBlock``: its lines and ids as
+    the engine's buffers, with no Python object per call.
     """
     con = columnar.connect()
     try:
-        relation = con.sql(builder.select_sql(columnar.sql_path(changes)))
+        relation = con.sql(builder.select_sql(columnar.sql_path(changes), lines=bulk))
         # a streaming reader keeps memory at a chunk; DuckDB 2 renamed fetch_arrow_reader
         reader = getattr(relation, "to_arrow_reader", None) or getattr(relation, "fetch_arrow_reader")  # noqa: B009
         for batch in reader(rows):
+            if bulk and batch.num_rows and batch.column(7).null_count == 0:
+                yield CallBlock(joined(batch.column(7)), joined(batch.column(8)), batch.num_rows), []
+                continue
             columns = [batch.column(i).to_pylist() for i in range(8)]
             calls: list[Call] = []
             skipped: list[str] = []
             for key, change, h, v, uid, old_v, mid, body in zip(*columns, strict=True):
                 if body is not None:
-                    calls.append(Call(key, change, mid, body, h, v))
+                    made = body.encode()[:-1] if bulk else body  # a line ends in a newline
+                    calls.append(Call(key, change, mid, made, h, v))
                     continue
                 call = builder.build(key, change, h, v, uid, old_v)
                 if call is None:
@@ -60,10 +74,23 @@ def _chunks(changes: Path, builder: CallBuilder, rows: int = READ_ROWS) -> Gener
         con.close()
 
 
+def joined(array: pa.Array) -> memoryview:
+    """The values of a string array without nulls, back to back: a view of its data buffer."""
+    import pyarrow as pa
+
+    _, offsets, data = array.buffers()
+    positions = memoryview(offsets).cast("B").cast("q" if pa.types.is_large_string(array.type) else "i")
+    start, end = positions[array.offset], positions[array.offset + len(array)]
+    if data is None:
+        return memoryview(b"")
+    return memoryview(data)[start:end]
+
+
 def preview_calls(changes: Path, builder: CallBuilder, limit: int) -> list[Call]:
     """The first ``limit`` calls of a change file (for dry runs)."""
     found: list[Call] = []
     for calls, _ in _chunks(changes, builder, min(READ_ROWS, max(limit, 1))):
+        assert isinstance(calls, list)
         found.extend(calls[: limit - len(found)])
         if len(found) >= limit:
             break
@@ -77,16 +104,20 @@ class ChangeCalls:
     computes without the GIL, so reading overlaps sending instead of stalling the event loop.
     Only one chunk is read ahead, which keeps memory bounded. Ids that need no call (kept exits)
     are acknowledged as they pass. A destination that batches takes whole chunks
-    (``destinations.base.in_chunks``) and skips a Python step per call.
+    (``destinations.base.in_chunks``) and skips a Python step per call; one that sets
+    ``block_rows`` (the file) takes ``CallBlock``s (``in_blocks``): the engine's text of a whole
+    batch, written and acknowledged with no Python object per call.
     """
 
-    def __init__(self, changes: Path, builder: CallBuilder, recorder: Recorder) -> None:
-        self._source = _chunks(changes, builder)
+    def __init__(self, changes: Path, builder: CallBuilder, recorder: Recorder, block_rows: int | None = None) -> None:
+        # a destination that takes blocks gets chunks of its batch size (bounded: memory)
+        rows = min(block_rows, MAX_BLOCK_ROWS) if block_rows else READ_ROWS
+        self._source = _chunks(changes, builder, rows, bulk=block_rows is not None)
         self._recorder = recorder
         self._reader = self._read()
         self._current: Iterator[Call] = iter(())
 
-    async def _read(self) -> AsyncGenerator[list[Call], None]:
+    async def _read(self) -> AsyncGenerator[list[Call] | CallBlock, None]:
         ahead = asyncio.ensure_future(asyncio.to_thread(next, self._source, None))
         try:
             while (chunk := await ahead) is not None:
@@ -94,7 +125,7 @@ class ChangeCalls:
                 calls, skipped = chunk
                 if skipped:
                     self._recorder.settle_without_call(skipped)
-                if calls:
+                if isinstance(calls, CallBlock) or calls:
                     yield calls
         finally:
             # the thread may still be inside the reader; close it once that read has returned
@@ -102,7 +133,12 @@ class ChangeCalls:
                 await asyncio.shield(ahead)
             self._source.close()
 
-    def chunks(self) -> AsyncGenerator[list[Call], None]:
+    async def chunks(self) -> AsyncGenerator[list[Call], None]:
+        async for chunk in self._reader:
+            assert not isinstance(chunk, CallBlock), "blocks go only to a destination that reads them (block_rows)"
+            yield chunk
+
+    def blocks(self) -> AsyncGenerator[list[Call] | CallBlock, None]:
         return self._reader
 
     def __aiter__(self) -> ChangeCalls:
@@ -113,14 +149,16 @@ class ChangeCalls:
             call = next(self._current, None)
             if call is not None:
                 return call
-            self._current = iter(await self._reader.__anext__())  # StopAsyncIteration ends it
+            chunk = await self._reader.__anext__()  # StopAsyncIteration ends it
+            assert not isinstance(chunk, CallBlock), "blocks go only to a destination that reads them (block_rows)"
+            self._current = iter(chunk)
 
     async def aclose(self) -> None:
         await self._reader.aclose()
 
 
-def calls_from(changes: Path, builder: CallBuilder, recorder: Recorder) -> ChangeCalls:
-    return ChangeCalls(changes, builder, recorder)
+def calls_from(changes: Path, builder: CallBuilder, recorder: Recorder, block_rows: int | None = None) -> ChangeCalls:
+    return ChangeCalls(changes, builder, recorder, block_rows)
 
 
 class Recorder:
@@ -142,6 +180,19 @@ class Recorder:
             self.counts.sent += len(calls)
         if self.on_progress is not None:
             self.on_progress(len(calls))
+
+    def acknowledged_block(self, block: CallBlock) -> None:
+        with self._lock:
+            if self.fatal is not None:
+                raise self.fatal
+            try:
+                self.log.append_block(block)
+            except TraitsError as e:
+                self.fatal = e
+                raise
+            self.counts.sent += block.count
+        if self.on_progress is not None:
+            self.on_progress(block.count)
 
     def settle_without_call(self, keys: Sequence[str]) -> None:
         """Ids that need no call (exits kept with ``on_exit: keep``): logged so the snapshot drops them."""
@@ -191,7 +242,7 @@ async def deliver_all(jobs: list[DeliveryJob]) -> None:
 
 async def _deliver_one(job: DeliveryJob) -> None:
     counts = job.recorder.counts
-    calls = calls_from(job.changes, job.builder, job.recorder)
+    calls = calls_from(job.changes, job.builder, job.recorder, job.destination.block_rows)
     try:
         await job.destination.deliver(calls, job.recorder)
     except Exception as e:

@@ -106,7 +106,7 @@ class CallBuilder:
         ).encode()
         return Call(key=key, change=change, message_id=mid, body=self._prefix + body, h=h, v=v)
 
-    def select_sql(self, changes: str) -> str:
+    def select_sql(self, changes: str, *, lines: bool = False) -> str:
         """A DuckDB query over the change file ``changes`` (a SQL-quoted path) that makes, in the
         engine, the messageId and body of every call whose traits it can make (added rows,
         changed rows when the whole row is sent, and exits), byte for byte what ``build`` makes.
@@ -115,6 +115,10 @@ class CallBuilder:
         ``build`` must make (``send: changed``) and for exits that send no call. At a million
         calls, building each one in Python was most of delivery's time; here it is a vectorized
         pass over the file.
+
+        With ``lines`` the last column is the body as text followed by a newline (a JSON Lines
+        line), and a ninth, ``key_json``, is the id as a JSON string followed by a newline: a
+        chunk of either, back to back, is what a file appends and an ack log records.
         """
         namespace = MESSAGE_NAMESPACE.bytes.hex()
         name = f"{_lit(self.destination)} || chr(31) || {_lit(self.trait)} || chr(31) || {_lit(self.call_type)} || chr(31)"
@@ -146,12 +150,13 @@ class CallBuilder:
         if self.send_changed_only:
             whole_row = "change = 'added' or (change = 'changed' and (old_v is null or v is null))"
         traits = f"case when change = 'exited' then {self.exits.traits_sql('old_v')} when {whole_row} then coalesce(v, '{{}}') end"
+        made = f"concat({body}, chr(10)) end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
         return f"""
             with r as (select id::VARCHAR as id, change, h, v, uid::VARCHAR as uid, old_v, {x} as x from read_parquet('{changes}')),
                  m as (select *, {mid} as mid, {traits} as t from r)
             select id, change, h, v, uid, old_v,
                    case when t is not null then mid end as mid,
-                   case when t is not null then encode({body}) end as body
+                   case when t is not null then {made}
             from m"""
 
     def _ids(self, key: str, uid: str | None) -> str:

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from traits.destinations.base import Call
+from traits.destinations.base import Call, CallBlock
 from traits.state.records import HeldValues, RunRecord
 
 #: id VARCHAR, h UBIGINT (hash of the values), v VARCHAR (canonical JSON), u VARCHAR (an
@@ -39,6 +39,10 @@ class AckLog(ABC):
     @abstractmethod
     def append(self, calls: Sequence[Call]) -> None:
         """Record ``calls`` as acknowledged; durable when this returns."""
+
+    def append_block(self, block: CallBlock) -> None:
+        """Record every call of ``block`` as acknowledged; durable when this returns."""
+        self.append([Call(key=key, change="added", message_id="", body=b"") for key in block.identities()])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the log's file or connection."""
