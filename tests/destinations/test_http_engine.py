@@ -173,7 +173,9 @@ def test_calls_are_pulled_only_as_capacity_allows() -> None:
 
 def test_rate_limit_requests_per_second() -> None:
     with Receiver() as receiver:
-        deliver(segment(receiver.url, rate_limit_rps=20, max_batch_calls=1), [make_call(i) for i in range(6)])
+        # one worker on one kept-alive connection: arrivals follow the pacer's slots (several
+        # workers would each open a connection, and a late first arrival would shrink the span)
+        deliver(segment(receiver.url, rate_limit_rps=20, max_batch_calls=1, concurrency=1), [make_call(i) for i in range(6)])
     times = [r.at for r in receiver.snapshot()]
     assert times[-1] - times[0] >= 0.22  # 5 gaps of 1/20 s, less the arrival jitter
 

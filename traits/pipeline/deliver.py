@@ -183,13 +183,7 @@ class Recorder:
 
     def acknowledged_block(self, block: CallBlock) -> None:
         with self._lock:
-            if self.fatal is not None:
-                raise self.fatal
-            try:
-                self.log.append_block(block)
-            except TraitsError as e:
-                self.fatal = e
-                raise
+            self._append(block)
             self.counts.sent += block.count
         if self.on_progress is not None:
             self.on_progress(block.count)
@@ -199,11 +193,14 @@ class Recorder:
         with self._lock:
             self._append([Call(key=k, change="exited", message_id="", body=b"") for k in keys])
 
-    def _append(self, calls: Sequence[Call]) -> None:
+    def _append(self, calls: Sequence[Call] | CallBlock) -> None:
         if self.fatal is not None:
             raise self.fatal
         try:
-            self.log.append(calls)
+            if isinstance(calls, CallBlock):
+                self.log.append_block(calls)
+            else:
+                self.log.append(calls)
         except TraitsError as e:
             # acks that cannot be recorded (the store failed, the lock was lost) end the run:
             # nothing more is sent anywhere, and what was sent is sent again on resume
