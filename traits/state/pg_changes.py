@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from traits.state.pg_locks import lock_key  # the one key that serializes schema changes
 from traits.state.pg_transfer import changes_history_csv, history_csv_to_parquet, pending_csv_to_parquet, pending_to_csv
 from traits.state.records import RunRecord
 
@@ -77,9 +78,7 @@ class ChangeTables:
         if row and row[0]:
             return
         with self._db("creating its schema") as conn:
-            from traits.state.postgres import _lock_key  # the one key that serializes schema changes
-
-            conn.execute("select pg_advisory_xact_lock(%s)", (_lock_key(self.schema, "\0schema"),))
+            conn.execute("select pg_advisory_xact_lock(%s)", (lock_key(self.schema, "\0schema"),))
             conn.execute(_CHANGE_TABLES.format(s=self.s))
 
     def _record_changes(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
