@@ -162,6 +162,30 @@ def test_lock_is_exclusive_within_a_process(store: StateStore, open_store: Calla
         assert store.lock_holder("a") == "second"
 
 
+def test_asking_who_runs_a_trait_never_makes_a_run_fail(backend: Backend, store: StateStore, open_store: Callable[[], StateStore]) -> None:
+    """``status`` and the console ask who holds a trait's lock all the time: a run starting
+    while one of them asks must still get it."""
+    prober = open_store()
+    stop = threading.Event()
+    answers: set[str | None] = set()
+
+    def probe() -> None:
+        while not stop.is_set():
+            answers.add(prober.lock_holder("a"))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    try:
+        for _ in range(400 if backend.kind == "local" else 40):
+            with store.lock("a", "runner"):
+                pass
+    finally:
+        stop.set()
+        thread.join()
+    # (a Postgres holder names itself just after taking the lock: "another process" until then)
+    assert answers <= {None, "runner", "another process"}, answers
+
+
 # -- snapshots ---------------------------------------------------------------------------------
 def test_commit_is_idempotent(store: StateStore, tmp_path: Path) -> None:
     tricky = '{"x":"é,\\"q\\"\n"}'  # quotes, a comma and a newline: CSV must carry them

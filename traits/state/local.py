@@ -181,9 +181,21 @@ class LocalStateStore(StateStore):
         return RunRecord.from_dict(json.loads(row[0])) if row else None
 
     # -- locks -------------------------------------------------------------------------------
+    # Runners contend for ``TRAIT.lock``. Readers asking who runs a trait (``status``, the
+    # console) never touch it: a probe that took it, even for a moment, would make a run
+    # starting at that moment fail as "already running". The holder also holds ``TRAIT.held``,
+    # taken after the lock (waiting out any probe, which holds it for a moment only) and let go
+    # before it; a probe tries that one.
+    def _lock_files(self, trait: str) -> tuple[FileLock, FileLock]:
+        locks = self.root / "locks"
+        return (
+            FileLock(locks / f"{trait}.lock", timeout=0, is_singleton=False),
+            FileLock(locks / f"{trait}.held", timeout=-1, is_singleton=False),
+        )
+
     @contextmanager
     def lock(self, trait: str, owner: str) -> Iterator[None]:
-        lock = FileLock(self.root / "locks" / f"{trait}.lock", timeout=0, is_singleton=False)
+        lock, held = self._lock_files(trait)
         try:
             lock.acquire()
         except Timeout:
@@ -191,28 +203,32 @@ class LocalStateStore(StateStore):
             raise LockedError(f"trait {trait} is already running ({holder})", hint="wait for that run to finish") from None
         owner_file = self.root / "locks" / f"{trait}.owner"
         try:
-            tmp = owner_file.with_name(f"{owner_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(owner)
-            tmp.replace(owner_file)  # a reader sees the whole name or none
-            yield
+            held.acquire()
+            try:
+                tmp = owner_file.with_name(f"{owner_file.name}.{os.getpid()}.tmp")
+                tmp.write_text(owner)
+                tmp.replace(owner_file)  # a reader sees the whole name or none
+                yield
+            finally:
+                owner_file.unlink(missing_ok=True)
+                held.release()
         finally:
-            owner_file.unlink(missing_ok=True)
             lock.release()
 
     def lock_holder(self, trait: str) -> str | None:
-        lock = FileLock(self.root / "locks" / f"{trait}.lock", timeout=0, is_singleton=False)
+        held = FileLock(self.root / "locks" / f"{trait}.held", timeout=0, is_singleton=False)
         # the holder writes its name just after taking the lock and removes it just before
         # letting go: look again, briefly, when the lock is held but the name is not there
         for _ in range(50):
             try:
-                lock.acquire()
+                held.acquire()
             except Timeout:
                 try:
                     return (self.root / "locks" / f"{trait}.owner").read_text() or "another process"
                 except FileNotFoundError:
                     time.sleep(0.01)
                     continue
-            lock.release()
+            held.release()
             return None
         return "another process"
 
