@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import Project
 from traits.config import load_config
-from traits.pipeline import run as run_module
+from traits.pipeline import steps as run_module
 from traits.pipeline.run import RunOptions, run_trait
 from traits.state import open_state
 

@@ -11,7 +11,7 @@ import pydantic
 
 from traits.config.env import interpolate, register_secrets
 from traits.config.locations import LocatedData, NodePath, load_yaml_file
-from traits.config.models import Config, check_names
+from traits.config.models import WAREHOUSE_DIFF_ENGINES, Config, check_names
 from traits.errors import ConfigError
 
 SECTIONS = ("sources", "destinations", "traits", "settings", "alerts")
@@ -154,6 +154,13 @@ def _cross_check(config: Config, located: LocatedData) -> None:
             raise ConfigError(f"{located.where(('traits', name, 'sql'))}: traits.{name}.sql is empty")
         if trait.model is not None:
             _check_model(config, located, name)
+        kind = getattr(config.sources[trait.source], "type", "")
+        if trait.diff == "warehouse" and kind not in WAREHOUSE_DIFF_ENGINES:
+            raise ConfigError(
+                f"{located.where_value(('traits', name, 'diff'))}: traits.{name}.diff: warehouse is not available for "
+                f"source {trait.source!r} (type {kind})",
+                hint=f"diff: warehouse works on {', '.join(WAREHOUSE_DIFF_ENGINES)}; use diff: local",
+            )
 
 
 def _check_model(config: Config, located: LocatedData, name: str) -> None:

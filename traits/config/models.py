@@ -48,11 +48,28 @@ class Identity(Model):
     column: str = "id"
 
 
+DiffMode = Literal["local", "warehouse"]
+#: the engines that can diff in the warehouse (``traits.bookkeeping``)
+WAREHOUSE_DIFF_ENGINES = ("duckdb", "postgres", "redshift", "snowflake", "bigquery")
+
+
 class SourceBase(Model):
     statement_timeout: Seconds = 600.0
     identity: Identity | None = None
     #: rows per fetched batch; the memory a batch takes is bounded by this
     batch_rows: int = Field(default=250_000, ge=1_000, le=1_000_000)
+    #: where the diff runs: here, over the fetched result (``local``), or in the warehouse, so
+    #: that only the changes leave it (``warehouse``)
+    diff: DiffMode = "local"
+    #: the schema that holds the warehouse mode's snapshots and per-run tables
+    bookkeeping_schema: str = Field(default="sql_traits", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="after")
+    def _diff_engine(self) -> SourceBase:
+        kind = getattr(self, "type", "")
+        if self.diff == "warehouse" and kind not in WAREHOUSE_DIFF_ENGINES:
+            raise ValueError(f"diff: warehouse is not available for type {kind} (it is for {', '.join(WAREHOUSE_DIFF_ENGINES)}); use diff: local")
+        return self
 
 
 class DuckDBSource(SourceBase):
@@ -301,6 +318,8 @@ class Trait(Model):
     #: an id missing from the result exits only once missing this many runs, or this long
     exit_after: ExitAfterField = None
     send: Literal["row", "changed"] = "row"
+    #: overrides the source's ``diff``
+    diff: DiffMode | None = None
     max_exit_ratio: float = Field(default=0.5, ge=0, le=1)
     max_change_ratio: float | None = Field(default=None, ge=0, le=1)
     #: guard: stop the run when fewer than this share of the result's ids are known
@@ -398,6 +417,11 @@ class Config(Model):
 
     def max_rows_for(self, name: str) -> int:
         return self.traits[name].max_rows or self.settings.max_rows
+
+    def diff_mode(self, name: str) -> DiffMode:
+        """Where ``name``'s diff runs: the trait's ``diff``, else its source's."""
+        trait = self.traits[name]
+        return trait.diff or self.sources[trait.source].diff
 
 
 def check_names(data: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:

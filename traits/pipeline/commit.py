@@ -6,6 +6,7 @@ recorded longer ago than ``settings.history_retention`` are pruned.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from traits.errors import prefixed
@@ -17,10 +18,17 @@ from traits.state.records import RunRecord
 DEFAULT_RETENTION = 30 * 86400.0
 
 
-def commit(state: StateStore, run: RunRecord, changes: dict[str, Path], retention: float = DEFAULT_RETENTION) -> None:
-    """Fold every destination's acknowledged calls into its snapshot (idempotent), then its pending exits."""
+def commit(state: StateStore, run: RunRecord, changes: dict[str, Path], retention: float = DEFAULT_RETENTION,
+           fold: Callable[[str, Path], None] | None = None) -> None:
+    """Fold every destination's acknowledged calls into its snapshot (idempotent), then its pending exits.
+
+    ``fold`` advances a snapshot kept elsewhere too (the warehouse's), after the local one and
+    before the run's recorded changes may be pruned: it reads them.
+    """
     for destination, path in changes.items():
         state.commit(run.run_id, run.trait, destination, path)
+        if fold is not None:
+            fold(destination, path)
         pending = pending_path(path, destination)
         if pending.exists():
             state.save_pending_exits(run.trait, destination, pending)

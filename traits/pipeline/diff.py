@@ -36,15 +36,23 @@ class DiffCounts:
 
 
 class Differ(Protocol):
-    def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
-        """Write the change file ``out`` (id, change, h, v, uid, old_v, old_h, old_u) and count the outcomes."""
+    """The diff of one run, per destination, in either mode (``bookkeeping.differ`` is the other)."""
+
+    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DiffCounts:
+        """Write the change file ``out`` (id, change, h, v, uid, old_v, old_h, old_u) and count the outcomes.
+
+        Changed rows and exits carry the values the destination held (the run's history keeps
+        them, for revert).
+        """
 
 
 class LocalDiffer:
-    """The diff as joins over local Parquet files."""
+    """The diff as joins over local Parquet files: the staged result and each snapshot."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None]) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None],
+                 snapshots: Callable[[str], list[Path]]) -> None:
         self.con = con
+        self.snapshots = snapshots
         self.staged = staged
         self.shape = shape
         self.summary = summary
@@ -62,7 +70,8 @@ class LocalDiffer:
                 stale[file] = f"id, {self.shape.rehash_sql} as h, deleted"
         return latest_rows(snapshot, "id, h, deleted", stale)
 
-    def diff(self, snapshot: list[Path], out: Path, *, old_values_for_changed: bool, full_resync: bool) -> DiffCounts:
+    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DiffCounts:
+        snapshot = self.snapshots(destination)
         if not snapshot:
             self.ensure_unique()
             return self._first_sync(out)
@@ -90,7 +99,7 @@ class LocalDiffer:
             self.ensure_unique()
         counts.unchanged = self.summary.rows - counts.added - counts.changed
         counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
-        old_for = "d.change = 'exited'" + (" or d.change = 'changed'" if old_values_for_changed else "")
+        old_for = "d.change = 'exited' or d.change = 'changed'"
         uid = self.shape.uid_sql or "cast(null as varchar)"
         # the JSON of a row is built only for the rows that will be sent, and each file is
         # read again only when some row needs it
@@ -101,7 +110,7 @@ class LocalDiffer:
                 from read_parquet('{sql_path(self.staged)}')
                 where {self.shape.id_sql} in (select id from delta where change <> 'exited')"""
         old = none
-        if counts.exited or (old_values_for_changed and counts.changed):
+        if counts.exited or counts.changed:
             old = f"""select id, v, u from ({latest_rows(snapshot, "id, v, u, deleted")})
                 where id in (select id from delta d where {old_for})"""
         con.execute(

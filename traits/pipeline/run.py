@@ -30,19 +30,19 @@ from traits.destinations import open_destination
 from traits.errors import ExitCode, GuardError, LockLostError, TraitsError, ValidationError, exit_code_for, exit_code_for_status
 from traits.pipeline.commit import commit, settle
 from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
-from traits.pipeline.diff import DiffCounts, LocalDiffer, guard
+from traits.pipeline.diff import DiffCounts, Differ, guard
 from traits.pipeline.exits import ExitPolicy, exit_calls, hold_back
-from traits.pipeline.known import check_known_ratio
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
 from traits.pipeline.stage import Staged, stage
-from traits.pipeline.trait_keys import check_keys_at_run
-from traits.pipeline.validate import ADDED_COLUMNS, Fingerprinter, Shape, check_rows, check_shape, check_sizes, check_unique, duck_types
+from traits.pipeline.steps import LocalSteps, Steps
+from traits.pipeline.validate import ADDED_COLUMNS, Shape, check_shape, check_sizes, duck_types
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
 
 log = logging.getLogger("traits.run")
@@ -168,7 +168,10 @@ def _finish_interrupted(runner: _Runner, state: StateStore, run: RunRecord, opti
 
         return resume_revert(runner.config, state, run, options.owner)
     run_dir = state.run_dir(run.run_id)
-    if run.phase in ("deliver", "commit") and (run_dir / "result.parquet").exists():
+    # local mode resumes from its staged result; warehouse mode from its change files (its
+    # result stays materialised in the warehouse until the run ends)
+    staged = "changes-*.parquet" if runner.config.diff_mode(run.trait) == "warehouse" else "result.parquet"
+    if run.phase in ("deliver", "commit") and any(run_dir.glob(staged)):
         log.info("resuming interrupted run", extra={"trait": run.trait, "run_id": run.run_id})
         run.status = "running"
         run.resumed += 1
@@ -205,7 +208,7 @@ class _Runner:
         try:
             result = self._execute(record, run_dir, resumed=resumed)
         except Exception as e:
-            if persist and self._resumable(record, e):
+            if persist and self.resumable(record, e):
                 return self._interrupt(record, started, e)
             if not isinstance(e, TraitsError):
                 record.status = "failed"
@@ -227,7 +230,7 @@ class _Runner:
         return RunResult(record, code, result, self.sample_rows)
 
     @staticmethod
-    def _resumable(record: RunRecord, error: Exception) -> bool:
+    def resumable(record: RunRecord, error: BaseException) -> bool:
         """Past the start of delivery, or with its lock lost, a run's work must survive its error."""
         return isinstance(error, LockLostError) or PHASES.index(record.phase) >= PHASES.index("deliver")
 
@@ -243,48 +246,27 @@ class _Runner:
 
     # -- the steps ---------------------------------------------------------------------------
     def _execute(self, record: RunRecord, run_dir: Path, *, resumed: bool) -> dict[str, list[dict[str, Any]]]:
-        staged_path = run_dir / "result.parquet"
-        if resumed:
-            self.recover(record, run_dir)
-        con = columnar.connect(run_dir, self.config.settings.memory_limit)
-        try:
-            if staged_path.exists():  # a resumed run: its result is staged already
-                self._phase(record, "validate")
-                shape = self._shape_of(con, staged_path)
-                summary = check_rows(con, self.name, shape, self.config.settings, staged_path)
-            else:
-                self._phase(record, "query")
-                fingerprinter = Fingerprinter(con, self.name, self.trait, self.config.settings)
-                self._query(staged_path, fingerprinter.add)
-                self._phase(record, "validate")
-                shape, summary = fingerprinter.finish(con, staged_path)
-            record.rows = summary.rows
-            check_keys_at_run(self.config, self.state, self.name, [c.name for c in shape.traits], persist=not self.options.dry_run)
-            ensure_unique = _once(lambda: check_unique(con, self.name, shape, staged_path))
-            if not self.trait.destinations:
-                ensure_unique()
-            if self.options.sample_rows:
-                self.sample_rows = _sample(con, shape, staged_path, self.options.sample_rows)
-            self._phase(record, "diff")
-            differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique)
-            # a resumed run passed the guard before it first delivered
-            changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed, resumed=resumed)
-            if not (self.options.force or resumed):
-                check_known_ratio(self.config, self.name, con, shape, staged_path, record)
-        finally:
-            con.close()
-        builders = {d: self._builder(d, record) for d in self.trait.destinations}
-        if self.options.dry_run:
-            record.status = "ok"
-            return {d: [_as_json(c.body) for c in preview_calls(changes[d], builders[d], self.options.sample_calls)] for d in changes}
-        self._phase(record, "deliver")
-        self._deliver(record, changes, builders)
-        self._phase(record, "commit")
-        commit(self.state, record, changes, self.config.settings.history_retention)
-        settle(record)
-        return {}
+        if self.config.diff_mode(self.name) == "warehouse":
+            from traits.pipeline.warehouse_steps import WarehouseSteps
 
-    def _phase(self, record: RunRecord, phase: str) -> None:
+            steps: Steps = WarehouseSteps(self, record, run_dir)
+        else:
+            steps = LocalSteps(self, record, run_dir)
+        with steps:
+            changes = steps.diff(resumed=resumed)
+            builders = {d: self._builder(d, record) for d in self.trait.destinations}
+            if self.options.dry_run:
+                record.status = "ok"
+                return {d: [_as_json(c.body) for c in preview_calls(changes[d], builders[d], self.options.sample_calls)] for d in changes}
+            self.phase(record, "deliver")
+            self._deliver(record, changes, builders)
+            self.phase(record, "commit")
+            commit(self.state, record, changes, self.config.settings.history_retention, fold=steps.fold)
+            steps.committed()
+            settle(record)
+            return {}
+
+    def phase(self, record: RunRecord, phase: str) -> None:
         # a resumed run goes through the early steps again, but the phase it records never goes
         # back: one that has delivered stays one to resume, or what it sent unacknowledged
         # before it was killed would not be sent again
@@ -297,12 +279,23 @@ class _Runner:
 
     def recover(self, record: RunRecord, run_dir: Path) -> None:
         """Fold what the interrupted run had acknowledged into the snapshots."""
-        for destination in self.trait.destinations:
-            changes = run_dir / f"changes-{destination}.parquet"
-            if changes.exists():
-                self.state.commit(record.run_id, self.name, destination, changes)
+        changes = {d: run_dir / f"changes-{d}.parquet" for d in self.trait.destinations}
+        changes = {d: p for d, p in changes.items() if p.exists()}
+        if not changes:
+            return
+        if self.config.diff_mode(self.name) == "warehouse":
+            from traits.pipeline.warehouse_steps import WarehouseSteps
 
-    def _query(self, staged_path: Path, augment: Callable[[pa.RecordBatch], pa.RecordBatch]) -> Staged:
+            with WarehouseSteps(self, record, run_dir) as steps:
+                for destination, path in changes.items():
+                    self.state.commit(record.run_id, self.name, destination, path)
+                    steps.fold(destination, path)
+                steps.committed()
+            return
+        for destination, path in changes.items():
+            self.state.commit(record.run_id, self.name, destination, path)
+
+    def query(self, staged_path: Path, augment: Callable[[pa.RecordBatch], pa.RecordBatch]) -> Staged:
         source = self.config.sources[self.trait.source]
         sql = self.config.trait_sql(self.name)
         self.progress.phase("query")
@@ -311,7 +304,7 @@ class _Runner:
             rows = fetch(warehouse, sql, max_rows=max_rows, trait=self.name, progress=self.progress.advance)
             return stage(rows, staged_path, trait=self.name, augment=augment)
 
-    def _shape_of(self, con: Any, staged: Path) -> Shape:
+    def shape_of(self, con: Any, staged: Path) -> Shape:
         import pyarrow.parquet as pq
 
         schema = pq.read_schema(staged)
@@ -321,23 +314,21 @@ class _Runner:
     def _max_call_bytes(self, destination: str) -> int:
         return min(MAX_CALL_BYTES, int(getattr(self.config.destinations[destination], "max_call_bytes", MAX_CALL_BYTES)))
 
-    def _diff(self, differ: LocalDiffer, record: RunRecord, run_dir: Path, *, skip_guard: bool, resumed: bool = False) -> dict[str, Path]:
+    def diff_all(self, differ: Differ, con: duckdb.DuckDBPyConnection, record: RunRecord, run_dir: Path, *,
+                 skip_guard: bool, resumed: bool = False) -> dict[str, Path]:
+        """Diff every destination, hold back pending exits, check sizes and the guard."""
         changes: dict[str, Path] = {}
         totals = DiffCounts()
         for destination in self.trait.destinations:
             path = run_dir / f"changes-{destination}.parquet"
-            counts = differ.diff(
-                self.state.snapshot_files(self.name, destination), path,
-                old_values_for_changed=True,  # the run's history keeps them, for revert
-                full_resync=record.full_resync or self.options.full_resync,
-            )
+            counts = differ.diff(destination, path, full_resync=record.full_resync or self.options.full_resync)
             held = hold_back(
-                differ.con, self.state, self.name, destination, path,
+                con, self.state, self.name, destination, path,
                 exit_after=self.trait.exit_after, run_id=record.run_id, started_at=record.started_at, exited=counts.exited,
             )
             counts.exited = held.exited
-            calling = exit_calls(differ.con, path, ExitPolicy.of(self.trait.on_exit)) if counts.exited else 0
-            check_sizes(differ.con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
+            calling = exit_calls(con, path, ExitPolicy.of(self.trait.on_exit)) if counts.exited else 0
+            check_sizes(con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
             if not skip_guard:  # exits count as they would be sent: pending and kept ones send nothing
                 sent = DiffCounts(changed=counts.changed, exited=calling, snapshot_rows=counts.snapshot_rows)
                 guard(self.name, destination, sent, max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
@@ -363,6 +354,10 @@ class _Runner:
         if not self.trait.destinations:
             record.unchanged = record.rows
         return changes
+
+    def sample(self, con: Any, shape: Shape, staged: Path) -> list[dict[str, Any]]:
+        """The first rows of ``staged`` as the JSON values that would be sent (``preview``)."""
+        return sample_rows(con, shape, staged, self.options.sample_rows)
 
     def _calls_for(self, counts: DestinationCounts) -> int:
         """How many calls these diff counts make (exits that keep every column make none)."""
@@ -395,18 +390,6 @@ class _Runner:
         asyncio.run(deliver_all(jobs))
 
 
-def _once(action: Callable[[], None]) -> Callable[[], None]:
-    done = False
-
-    def run_once() -> None:
-        nonlocal done
-        if not done:
-            action()
-            done = True
-
-    return run_once
-
-
 def pa_schema_without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
     for name in names:
         if name in schema.names:
@@ -414,7 +397,7 @@ def pa_schema_without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
     return schema
 
 
-def _sample(con: Any, shape: Shape, staged: Path, limit: int) -> list[dict[str, Any]]:
+def sample_rows(con: Any, shape: Shape, staged: Path, limit: int) -> list[dict[str, Any]]:
     uid = shape.uid_sql or "cast(null as varchar)"
     rows = con.execute(
         f"select {shape.id_sql}, {uid}, {shape.v_sql} from read_parquet('{columnar.sql_path(staged)}') limit {int(limit)}"

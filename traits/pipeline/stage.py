@@ -18,6 +18,8 @@ class Staged:
     path: Path
     rows: int
     schema: pa.Schema
+    #: the Arrow bytes of the batches read
+    bytes: int = 0
 
 
 def stage(
@@ -30,7 +32,7 @@ def stage(
     tmp = path.with_name(path.name + ".tmp")
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    rows = 0
+    rows = size = 0
     try:
         for batch in batches:
             if schema is None:
@@ -44,6 +46,7 @@ def stage(
                 writer = pq.ParquetWriter(tmp, written.schema, compression="none", use_dictionary=False, write_statistics=False)
             writer.write_batch(written, row_group_size=256 * 1024)
             rows += batch.num_rows
+            size += batch.nbytes
     finally:
         if writer is not None:
             writer.close()
@@ -52,7 +55,7 @@ def stage(
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    return Staged(path, rows, schema)
+    return Staged(path, rows, schema, size)
 
 
 def _checked_schema(schema: pa.Schema, trait: str) -> pa.Schema:

@@ -50,6 +50,10 @@ class RunRecord:
     #: where a running or interrupted run had got to: query, validate, diff, deliver, commit
     phase: str = "query"
     rows: int = 0
+    #: rows (and their Arrow bytes) that left the warehouse: the whole result in local mode,
+    #: the changes alone in warehouse mode
+    rows_fetched: int = 0
+    bytes_fetched: int = 0
     added: int = 0
     changed: int = 0
     unchanged: int = 0

@@ -1,0 +1,464 @@
+"""The warehouse-side diff of one run: materialise, validate, diff, fetch the changes, fold.
+
+``WarehouseDiffer`` speaks the same language as the local differ: for each destination it
+writes the run's change file (``pipeline.diff``'s layout), so exits, sizes, the guard,
+delivery and history are the same code in both modes. What differs is where the work is done:
+
+1. ``prepare``: the result's columns come from the query with ``limit 0`` and are checked as
+   in local mode. When every destination's warehouse snapshot is current (its lineage) and no
+   full resync is asked for, one aggregate pass (row count, null ids, non-finite values, and
+   the digest) decides: a result whose digest and count equal every snapshot's is unchanged,
+   and nothing is written or fetched. Otherwise the result is materialised
+   (``run_<run>_result``) and validated there: row cap, null and duplicate ids, non-finite
+   values, with local mode's texts.
+2. ``diff``: a full outer join with the destination's snapshot writes the changed ids
+   (``run_<run>_changes_<key>``); the changes are fetched with their new values (exits with
+   none) and the change file is built locally, the values before coming from the local
+   store's snapshot (what the destination holds). A destination whose warehouse snapshot is
+   not current is *reseeded*: its whole result is fetched once and diffed locally.
+3. ``fold``: after the local commit, the acknowledged ids (or the unacknowledged ones, when
+   fewer) go up in bulk and the snapshot advances in one transaction, with its count, digest
+   and a new lineage. Folding is idempotent (delete the acknowledged ids, insert their rows
+   from the run's result), so a resumed run folds again safely.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from traits.bookkeeping.sessions import Session
+from traits.bookkeeping.tables import (
+    CHANGE,
+    ID,
+    ROW_HASH,
+    UNSENT,
+    UNSENT_DIFFERENT,
+    changes_table,
+    lineage_key,
+    result_table,
+    run_prefix,
+    snapshot_table,
+    upload_table,
+)
+from traits.columnar import latest_rows, sql_path
+from traits.errors import ValidationError
+from traits.pipeline.diff import DiffCounts
+from traits.pipeline.stage import stage
+from traits.pipeline.validate import EXAMPLES, Shape, check_shape, non_finite_columns
+from traits.warehouses.base import limited
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from traits.config.models import Config
+    from traits.state.base import StateStore
+
+log = logging.getLogger("traits.bookkeeping")
+
+
+@dataclass
+class Fetched:
+    """What left the warehouse in this run."""
+
+    rows: int = 0
+    bytes: int = 0
+
+    def count(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        self.rows += batch.num_rows
+        self.bytes += batch.nbytes
+        return batch
+
+
+@dataclass
+class SnapshotInfo:
+    table: str
+    algorithm: str
+    lineage: str
+    rows: int
+    digest: int
+
+
+@dataclass
+class Prepared:
+    shape: Shape
+    rows: int
+    #: the result is in ``run_<run>_result`` (False: it equals every snapshot, nothing to do)
+    materialised: bool
+    #: destinations whose warehouse snapshot is current
+    current: dict[str, SnapshotInfo] = field(default_factory=dict)
+
+
+class WarehouseDiffer:
+    def __init__(self, config: Config, state: StateStore, name: str, run_id: str, run_dir: Path, session: Session,
+                 con: duckdb.DuckDBPyConnection, fetched: Fetched) -> None:
+        self.config = config
+        self.state = state
+        self.name = name
+        self.trait = config.traits[name]
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.session = session
+        self.dialect = session.dialect
+        self.con = con
+        self.fetched = fetched
+        self.result = session.table(result_table(run_id))
+        self.prepared: Prepared | None = None
+
+    # -- the schema's own tables -------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        s = self.session
+        text = self.dialect.text_type
+        if not s.rows("select 1 from information_schema.schemata where schema_name = %s", (s.schema,)):
+            s.execute(f"create schema {self.dialect.quote(s.schema)}")
+        s.execute(
+            f"""create table if not exists {s.table('snapshots')} (trait {text} not null, destination {text} not null,
+                snapshot_table {text} not null, algorithm {text} not null, lineage {text} not null,
+                row_count bigint not null, digest {text} not null, updated_at timestamp, primary key (trait, destination))"""
+        )
+        s.execute(f"create table if not exists {s.table('runs')} (run_id {text} primary key, trait {text} not null, started_at timestamp)")
+
+    def register_run(self) -> None:
+        """Drop what killed runs of this trait left, then note this run as having tables."""
+        s = self.session
+        for (run_id,) in s.rows(f"select run_id from {s.table('runs')} where trait = %s and run_id <> %s", (self.name, self.run_id)):
+            self.drop_run_tables(str(run_id))
+        if not s.rows(f"select 1 from {s.table('runs')} where run_id = %s", (self.run_id,)):
+            s.execute(f"insert into {s.table('runs')} (run_id, trait, started_at) values (%s, %s, current_timestamp)", (self.run_id, self.name))
+
+    def drop_run_tables(self, run_id: str) -> None:
+        s = self.session
+        for table in s.tables(run_prefix(run_id)):
+            s.execute(f"drop table if exists {s.table(table)}")
+        s.execute(f"delete from {s.table('runs')} where run_id = %s", (run_id,))
+
+    def snapshot_info(self, destination: str) -> SnapshotInfo | None:
+        s = self.session
+        rows = s.rows(
+            f"select snapshot_table, algorithm, lineage, row_count, digest from {s.table('snapshots')} where trait = %s and destination = %s",
+            (self.name, destination),
+        )
+        if not rows:
+            return None
+        table, algorithm, lineage, count, digest = rows[0]
+        return SnapshotInfo(str(table), str(algorithm), str(lineage), int(count), int(digest))
+
+    def current_snapshot(self, destination: str) -> SnapshotInfo | None:
+        """The destination's warehouse snapshot if the local store vouches for it, else None."""
+        info = self.snapshot_info(destination)
+        if info is None or info.algorithm != self.dialect.algorithm:
+            return None
+        return info if self.state.get_value(lineage_key(self.name, destination)) == info.lineage else None
+
+    # -- prepare -------------------------------------------------------------------------------
+    def shape_of(self, sql: str) -> Shape:
+        """The result's columns, from the query with ``limit 0``, checked as in local mode."""
+        batches = self.session.warehouse.stream(sql, max_rows=-1)
+        first = next(iter(batches))
+        for _ in batches:
+            pass
+        return self._shape(first.schema)
+
+    def _shape(self, schema: pa.Schema) -> Shape:
+        import pyarrow as pa
+
+        self.con.register("sql_traits_schema", pa.Table.from_batches([], schema=schema))
+        try:
+            types = {str(r[0]): str(r[1]) for r in self.con.execute("describe select * from sql_traits_schema").fetchall()}
+        finally:
+            self.con.unregister("sql_traits_schema")
+        return check_shape(self.name, self.trait, self.config.settings, schema, types)
+
+    def prepare(self, sql: str, *, full_resync: bool) -> Prepared:
+        shape = self.shape_of(sql)
+        max_rows = self.config.max_rows_for(self.name)
+        current = {d: info for d in self.trait.destinations if (info := self.current_snapshot(d)) is not None}
+        if not full_resync and self.trait.destinations and len(current) == len(self.trait.destinations):
+            rows, digest = self._aggregate(sql, shape, max_rows)
+            if all(info.rows == rows and info.digest == digest for info in current.values()):
+                self.prepared = Prepared(shape, rows, materialised=False, current=current)
+                return self.prepared
+        rows = self._materialise(sql, shape, max_rows)
+        self.prepared = Prepared(shape, rows, materialised=True, current=current)
+        return self.prepared
+
+    def resume(self) -> Prepared | None:
+        """The prepared state of a resumed run whose result is still materialised, else None."""
+        if not self.session.tables(result_table(self.run_id)):
+            return None
+        shape = self._shape(self._result_schema())
+        count = self.session.rows(f"select count(*) from {self.result}")[0][0]
+        current = {d: info for d in self.trait.destinations if (info := self.current_snapshot(d)) is not None}
+        self.prepared = Prepared(shape, int(count), materialised=True, current=current)
+        return self.prepared
+
+    def _result_schema(self) -> pa.Schema:
+        batches = self.session.stream(f"select * from {self.result} where 1 = 0")
+        schema = next(iter(batches)).schema
+        for _ in batches:
+            pass
+        return schema.remove(schema.get_field_index(ROW_HASH)).remove(schema.get_field_index(ID))
+
+    def _columns(self, shape: Shape) -> tuple[str, str, str]:
+        d = self.dialect
+        id_text = d.id_text(shape.id_column)
+        row_hash = d.row_hash(id_text, shape.uid_column, shape.traits)
+        bad = " or ".join(f"({d.not_finite(c)})" for c in non_finite_columns(shape)) if not self.config.settings.allow_non_finite else ""
+        return id_text, row_hash, bad or "1 = 0"
+
+    def _aggregate(self, sql: str, shape: Shape, max_rows: int) -> tuple[int, int]:
+        """One pass over the result: the row rules that need no grouping, and its digest."""
+        id_text, row_hash, bad = self._columns(shape)
+        d = self.dialect
+        row = self.session.rows(
+            f"""select count(*), sum(case when {ID} is null then 1 else 0 end), sum(case when bad then 1 else 0 end),
+                       coalesce(sum({d.digest_part(ROW_HASH)}), 0)
+                from (select {id_text} as {ID}, {row_hash} as {ROW_HASH}, ({bad}) as bad from ({limited(sql, max_rows)}) q) t"""
+        )[0]
+        rows, nulls, bad_rows, digest = (int(x or 0) for x in row)
+        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=f"({limited(sql, max_rows)}) q")
+        return rows, digest
+
+    def _materialise(self, sql: str, shape: Shape, max_rows: int) -> int:
+        id_text, row_hash, bad = self._columns(shape)
+        s = self.session
+        s.execute(f"drop table if exists {self.result}")
+        s.execute(
+            f"""create {self.dialect.scratch_table} {self.result} as
+                select {id_text} as {ID}, {row_hash} as {ROW_HASH}, q.* from ({limited(sql, max_rows)}) q"""
+        )
+        row = s.rows(
+            f"select count(*), sum(case when {ID} is null then 1 else 0 end), sum(case when {bad} then 1 else 0 end) from {self.result}"
+        )[0]
+        rows, nulls, bad_rows = (int(x or 0) for x in row)
+        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=self.result)
+        self._check_unique(shape)
+        return rows
+
+    def _check_rows(self, shape: Shape, rows: int, nulls: int, bad_rows: int, max_rows: int, *, source: str) -> None:
+        where = f"trait {self.name}"
+        if rows > max_rows:
+            raise ValidationError(
+                f"{where}: the result has more than max_rows = {max_rows:,} rows; the query was stopped there",
+                hint="narrow the query, or raise max_rows on the trait or in settings",
+            )
+        if nulls:
+            raise ValidationError(
+                f"{where}: {nulls:,} row(s) have a null or empty {shape.id_column.name}",
+                hint=f"filter them out in SQL: where {shape.id_column.name} is not null",
+            )
+        if bad_rows:
+            id_text, _, bad = self._columns(shape)
+            ids = [str(r[0]) for r in self.session.rows(
+                f"select {id_text} as i from {source} where {bad} order by i limit {EXAMPLES}"
+            )]
+            columns = ", ".join(c.name for c in non_finite_columns(shape))
+            raise ValidationError(
+                f"{where}: {bad_rows:,} row(s) hold NaN or Infinity in {columns} (ids {', '.join(ids)})",
+                hint="fix them in SQL (e.g. nullif), or set settings.allow_non_finite: true to send them as null",
+            )
+
+    def _check_unique(self, shape: Shape) -> None:
+        dupes = self.session.rows(
+            f"""select {ID}, count(*) as c, count(*) over () as groups from {self.result}
+                group by {ID} having count(*) > 1 order by c desc, {ID} limit {EXAMPLES}"""
+        )
+        if dupes:
+            examples = ", ".join(f"{r[0]!r} ×{r[1]}" for r in dupes)
+            raise ValidationError(
+                f"trait {self.name}: {dupes[0][2]:,} {shape.id_column.name} value(s) appear more than once ({examples})",
+                hint=f"return one row per {shape.id_column.name}: group by it or pick one row per id",
+            )
+
+    # -- diff ---------------------------------------------------------------------------------
+    def fetch_all(self, path: Path, augment: Any) -> None:
+        """The whole materialised result, staged locally as local mode stages it (for a reseed)."""
+        columns = self._user_columns()
+        batches = self.session.stream(f"select {columns} from {self.result}")
+        stage((self.fetched.count(b) for b in batches), path, trait=self.name, augment=augment)
+
+    def _user_columns(self) -> str:
+        assert self.prepared is not None
+        shape = self.prepared.shape
+        names = [shape.id_column.name, *([shape.uid_column.name] if shape.uid_column else []), *(c.name for c in shape.traits)]
+        return ", ".join(self.dialect.quote(n) for n in names)
+
+    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DiffCounts:
+        """Write ``out`` (the change file) for a destination whose warehouse snapshot is current."""
+        assert self.prepared is not None
+        prepared = self.prepared
+        info = prepared.current[destination]
+        if not prepared.materialised:
+            _empty_changes(self.con, out)
+            return DiffCounts(unchanged=prepared.rows, snapshot_rows=info.rows)
+        s = self.session
+        changes = s.table(changes_table(self.run_id, self.name, destination))
+        snapshot = s.table(info.table)
+        differs = "1 = 1" if full_resync else f"n.{ID} is null or s.{ID} is null or s.{ROW_HASH} is null or n.{ROW_HASH} <> s.{ROW_HASH}"
+        s.execute(f"drop table if exists {changes}")
+        s.execute(
+            f"""create {self.dialect.scratch_table} {changes} as
+                select coalesce(n.{ID}, s.{ID}) as {ID},
+                       case when s.{ID} is null then 'added' when n.{ID} is null then 'exited' else 'changed' end as {CHANGE}
+                from {self.result} n full outer join {snapshot} s on n.{ID} = s.{ID}
+                where {differs}"""
+        )
+        counts = DiffCounts()
+        for change, count in s.rows(f"select {CHANGE}, count(*) from {changes} group by {CHANGE}"):
+            setattr(counts, str(change), int(count))
+        counts.unchanged = prepared.rows - counts.added - counts.changed
+        counts.snapshot_rows = info.rows
+        fetched = out.with_name(f"fetched-{destination}.parquet")
+        rows = s.stream(
+            f"select c.{ID}, c.{CHANGE}, {self._user_columns_of('n')} from {changes} c left join {self.result} n on n.{ID} = c.{ID}"
+        )
+        stage((self.fetched.count(b) for b in rows), fetched, trait=self.name)
+        self._change_file(destination, fetched, out)
+        return counts
+
+    def _user_columns_of(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{c.strip()}" for c in self._user_columns().split(", "))
+
+    def _change_file(self, destination: str, fetched: Path, out: Path) -> None:
+        """The change file from the fetched changes and the local snapshot's values before."""
+        assert self.prepared is not None
+        shape = self.prepared.shape
+        f = f"read_parquet('{sql_path(fetched)}')"
+        row = self.con.execute(f"select count(*) filter (where {CHANGE} <> 'added') from {f}").fetchone()
+        old = "select cast(null as varchar) as id, cast(null as ubigint) as h, cast(null as varchar) as v, cast(null as varchar) as u where false"
+        if row and row[0]:
+            files = self.state.snapshot_files(self.name, destination)
+            if files:
+                old = f"""select id, h, v, u from ({latest_rows(files, "id, h, v, u, deleted")})
+                    where id in (select {ID} from {f} where {CHANGE} <> 'added')"""
+        uid = shape.uid_sql or "cast(null as varchar)"
+        sent = f"c.{CHANGE} <> 'exited'"
+        self.con.execute(
+            f"""COPY (
+                select c.{ID} as id, c.{CHANGE} as change,
+                       case when {sent} then {shape.h_sql} end as h,
+                       case when {sent} then {shape.v_sql} end as v,
+                       coalesce(case when {sent} then {uid} end, o.u) as uid,
+                       o.v as old_v, o.h as old_h, o.u as old_u
+                from {f} c left join ({old}) o on o.id = c.{ID}
+            ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
+        )
+
+    def sample_ids(self, path: Path, column: str, limit: int) -> None:
+        """A deterministic sample of the result's ids, as a file with the id column (the known-id guard)."""
+        if self.prepared is None or not self.prepared.materialised:
+            return
+        d = self.dialect
+        batches = self.session.stream(f"select {ID} as {d.quote(column)} from {self.result} order by {d.md5(ID)} limit {int(limit)}")
+        stage((self.fetched.count(b) for b in batches), path, trait=self.name)
+
+    # -- fold ---------------------------------------------------------------------------------
+    def fold(self, destination: str, acked: Path | None, change_file: Path, *, reseed: bool) -> None:
+        """Advance the destination's warehouse snapshot by what it acknowledged (``acked``: the
+        ids the run's commits recorded), then renew its lineage here and in the local store."""
+        if not self.session.tables(result_table(self.run_id)):
+            return  # nothing was materialised: nothing was sent
+        if reseed:
+            self._reseed(destination, acked, change_file)
+        else:
+            self._advance(destination, acked, change_file)
+
+    def _ids(self, sql: str) -> Iterator[pa.Array]:
+        reader = self.con.sql(sql).to_arrow_reader(100_000)
+        for batch in reader:
+            yield batch.column(0)
+
+    def _count(self, sql: str) -> int:
+        row = self.con.execute(f"select count(*) from ({sql})").fetchone()
+        return int(row[0]) if row else 0
+
+    def _advance(self, destination: str, acked: Path | None, change_file: Path) -> None:
+        if acked is None:
+            return
+        info = self.snapshot_info(destination)
+        assert info is not None
+        s = self.session
+        changes = f"read_parquet('{sql_path(change_file)}')"
+        acked_ids = f"select id from read_parquet('{sql_path(acked)}')"
+        unacked_ids = f"select id from {changes} where id not in ({acked_ids})"
+        change_table = s.table(changes_table(self.run_id, self.name, destination))
+        if self._count(unacked_ids) < self._count(acked_ids) and s.tables(changes_table(self.run_id, self.name, destination)):
+            table = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
+            s.execute(f"drop table if exists {table}")
+            s.upload_ids(table, self._ids(unacked_ids))
+            folded = f"select {ID} from {change_table} where {ID} not in (select {ID} from {table})"
+        else:
+            table = s.table(upload_table(self.run_id, self.name, destination, "acked"))
+            s.execute(f"drop table if exists {table}")
+            s.upload_ids(table, self._ids(acked_ids))
+            folded = f"select {ID} from {table}"
+        snapshot = s.table(info.table)
+        part = self.dialect.digest_part(ROW_HASH)
+        lineage = uuid.uuid4().hex
+        with s.transaction():
+            removed = s.rows(f"select count(*), coalesce(sum({part}), 0) from {snapshot} where {ID} in ({folded})")[0]
+            s.execute(f"delete from {snapshot} where {ID} in ({folded})")
+            s.execute(f"insert into {snapshot} ({ID}, {ROW_HASH}) select {ID}, {ROW_HASH} from {self.result} where {ID} in ({folded})")
+            added = s.rows(f"select count(*), coalesce(sum({part}), 0) from {snapshot} where {ID} in ({folded})")[0]
+            self._save_info(destination, info.table, info.rows - int(removed[0]) + int(added[0]),
+                            info.digest - int(removed[1]) + int(added[1]), lineage)
+        self.state.set_value(lineage_key(self.name, destination), lineage)
+
+    def _reseed(self, destination: str, acked: Path | None, change_file: Path) -> None:
+        """Rebuild the snapshot from the result: every row, less the changes not acknowledged
+        (an unacknowledged change or exit stays as a NULL hash, so it is sent again)."""
+        s = self.session
+        changes = f"read_parquet('{sql_path(change_file)}')"
+        acked_ids = f"select id from read_parquet('{sql_path(acked)}')" if acked is not None else "select cast(null as varchar) as id where false"
+        unsent = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
+        different = s.table(upload_table(self.run_id, self.name, destination, UNSENT_DIFFERENT))
+        for table in (unsent, different):
+            s.execute(f"drop table if exists {table}")
+        s.upload_ids(unsent, self._ids(f"select id from {changes} where id not in ({acked_ids})"))
+        s.upload_ids(different, self._ids(f"select id from {changes} where change <> 'added' and id not in ({acked_ids})"))
+        name = snapshot_table(self.name, destination)
+        fresh = s.table(name + "_next")
+        text = self.dialect.text_type
+        s.execute(f"drop table if exists {fresh}")
+        s.execute(
+            f"""create table {fresh} as
+                select {ID}, {ROW_HASH} from {self.result} where {ID} not in (select {ID} from {unsent})
+                union all select {ID}, cast(null as {text}) as {ROW_HASH} from {different}"""
+        )
+        part = self.dialect.digest_part(ROW_HASH)
+        count, digest = s.rows(f"select count(*), coalesce(sum({part}), 0) from {fresh}")[0]
+        lineage = uuid.uuid4().hex
+        with s.transaction():
+            s.execute(f"drop table if exists {s.table(name)}")
+            s.execute(f"alter table {fresh} rename to {self.dialect.quote(name)}")
+            self._save_info(destination, name, int(count), int(digest), lineage)
+        self.state.set_value(lineage_key(self.name, destination), lineage)
+
+    def _save_info(self, destination: str, table: str, rows: int, digest: int, lineage: str) -> None:
+        s = self.session
+        s.execute(f"delete from {s.table('snapshots')} where trait = %s and destination = %s", (self.name, destination))
+        s.execute(
+            f"""insert into {s.table('snapshots')} (trait, destination, snapshot_table, algorithm, lineage, row_count, digest, updated_at)
+                values (%s, %s, %s, %s, %s, %s, %s, current_timestamp)""",
+            (self.name, destination, table, self.dialect.algorithm, lineage, rows, str(digest)),
+        )
+
+    def finish(self) -> None:
+        """The run is over: its tables go."""
+        self.drop_run_tables(self.run_id)
+
+
+def _empty_changes(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    con.execute(
+        f"""COPY (
+            select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
+                   cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v,
+                   cast(null as ubigint) as old_h, cast(null as varchar) as old_u
+            where false
+        ) TO '{sql_path(out)}' (FORMAT parquet)"""
+    )
