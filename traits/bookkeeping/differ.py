@@ -329,9 +329,9 @@ class WarehouseDiffer:
         assert self.prepared is not None
         shape = self.prepared.shape
         f = f"read_parquet('{sql_path(fetched)}')"
-        row = self.con.execute(f"select count(*) filter (where {CHANGE} <> 'added') from {f}").fetchone()
+        before = int(self.con.execute(f"select count(*) filter (where {CHANGE} <> 'added') from {f}").fetchall()[0][0])
         old = "select cast(null as varchar) as id, cast(null as ubigint) as h, cast(null as varchar) as v, cast(null as varchar) as u where false"
-        if row and row[0]:
+        if before:
             files = self.state.snapshot_files(self.name, destination)
             if files:
                 old = f"""select id, h, v, u from ({latest_rows(files, "id, h, v, u, deleted")})
@@ -374,8 +374,7 @@ class WarehouseDiffer:
             yield batch.column(0)
 
     def _count(self, sql: str) -> int:
-        row = self.con.execute(f"select count(*) from ({sql})").fetchone()
-        return int(row[0]) if row else 0
+        return int(self.con.execute(f"select count(*) from ({sql})").fetchall()[0][0])
 
     def _advance(self, destination: str, acked: Path | None, change_file: Path) -> None:
         if acked is None:
