@@ -51,10 +51,13 @@ def strict_json(text: str | bytes) -> Any:
 class Project:
     """A config directory with one source, a file destination and helpers to run commands."""
 
-    def __init__(self, root: Path, source_kind: str, pg_schema: str | None = None) -> None:
+    def __init__(self, root: Path, source_kind: str, pg_schema: str | None = None, diff: str = "local") -> None:
         self.root = root
         self.source_kind = source_kind
         self.pg_schema = pg_schema
+        #: where the diff runs (``diff:`` on the source); warehouse mode keeps its tables in
+        #: ``bookkeeping_schema`` (on Postgres, one per test, beside the test's schema)
+        self.diff = diff
         self.calls_path = root / "out" / "calls.jsonl"
         if source_kind == "duckdb":
             self.sql("select 1")  # the warehouse file exists from the start
@@ -76,11 +79,17 @@ class Project:
                 conn.execute(f"set search_path to {self.pg_schema}")
                 conn.execute(statement)  # type: ignore[arg-type]
 
+    @property
+    def bookkeeping_schema(self) -> str:
+        return f"{self.pg_schema}_bk" if self.pg_schema else "sql_traits"
+
     def source_yaml(self) -> str:
+        mode = "" if self.diff == "local" else f", diff: {self.diff}, bookkeeping_schema: {self.bookkeeping_schema}"
         if self.source_kind == "duckdb":
-            return "  wh: {type: duckdb, path: wh.duckdb}\n"
+            return f"  wh: {{type: duckdb, path: wh.duckdb{mode}}}\n"
         dsn = f"{PG_DSN}?options=-csearch_path%3D{self.pg_schema}"
-        return f"  wh: {{type: postgres, dsn: '{dsn}', driver: {self.source_kind.split('-')[1] if '-' in self.source_kind else 'auto'}}}\n"
+        driver = self.source_kind.split("-")[1] if "-" in self.source_kind else "auto"
+        return f"  wh: {{type: postgres, dsn: '{dsn}', driver: {driver}{mode}}}\n"
 
     def write(self, traits: str, extra: str = "", destinations: str | None = None) -> None:
         dests = destinations or "  out: {type: file, path: out/calls.jsonl}\n"
@@ -133,13 +142,20 @@ def pg_schema() -> Iterator[str]:
     yield schema
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"drop schema {schema} cascade")  # type: ignore[arg-type]
+        conn.execute(f"drop schema if exists {schema}_bk cascade")  # type: ignore[arg-type]
+
+
+def make_project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
+    """``request.param``: the engine (duckdb, postgres-adbc, postgres-psycopg), then ``+warehouse``
+    for the warehouse-side diff."""
+    kind, _, diff = str(request.param).partition("+")
+    if kind == "duckdb":
+        return Project(tmp_path, "duckdb", diff=diff or "local")
+    schema: str = request.getfixturevalue("pg_schema")
+    return Project(tmp_path, kind, schema, diff=diff or "local")
 
 
 @pytest.fixture(params=["duckdb", "postgres-adbc", "postgres-psycopg"])
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     """The same project on each local engine: DuckDB, and the real Postgres through both drivers."""
-    kind: str = request.param
-    if kind == "duckdb":
-        return Project(tmp_path, "duckdb")
-    schema: str = request.getfixturevalue("pg_schema")
-    return Project(tmp_path, kind, schema)
+    return make_project(request, tmp_path)

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import Project
 from traits.config import load_config
-from traits.pipeline import steps as run_module
+from traits.pipeline import run as run_module
 from traits.pipeline.run import RunOptions, run_trait
 from traits.state import open_state
 
@@ -59,16 +59,16 @@ def test_a_resumed_run_killed_again_before_delivering_still_resends_what_it_sent
     sent_unacked = {c["userId"] for c in project.calls()[-10:]}
     assert sent_unacked <= {f"new{i}" for i in range(30)}
 
-    # 2. its resume is killed too, before it delivers anything
-    real_check = run_module.check_rows
+    # 2. its resume is killed too, before it delivers anything (while it diffs, in either mode)
+    real_diff = run_module._Runner.diff_all
 
     def die(*args: Any, **kwargs: Any) -> Any:
         raise Killed
 
-    monkeypatch.setattr(run_module, "check_rows", die)
+    monkeypatch.setattr(run_module._Runner, "diff_all", die)
     with pytest.raises(Killed):
         run(project)
-    monkeypatch.setattr(run_module, "check_rows", real_check)
+    monkeypatch.setattr(run_module._Runner, "diff_all", real_diff)
 
     # 3. the rows it had sent unacknowledged leave the warehouse before the next start
     project.sql("delete from people where id like 'new%'")

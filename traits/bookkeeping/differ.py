@@ -39,7 +39,6 @@ from traits.bookkeeping.tables import (
     UNSENT,
     UNSENT_DIFFERENT,
     changes_table,
-    lineage_key,
     result_table,
     run_prefix,
     snapshot_table,
@@ -48,8 +47,9 @@ from traits.bookkeeping.tables import (
 from traits.columnar import latest_rows, sql_path
 from traits.errors import ValidationError
 from traits.pipeline.diff import DiffCounts
-from traits.pipeline.stage import stage
+from traits.pipeline.stage import checked_schema, stage
 from traits.pipeline.validate import EXAMPLES, Shape, check_shape, non_finite_columns
+from traits.state.base import warehouse_lineage_key as lineage_key
 from traits.warehouses.base import limited
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ class WarehouseDiffer:
         first = next(iter(batches))
         for _ in batches:
             pass
-        return self._shape(first.schema)
+        return self._shape(checked_schema(first.schema, self.name))
 
     def _shape(self, schema: pa.Schema) -> Shape:
         import pyarrow as pa

@@ -10,8 +10,9 @@
   result, changes and uploaded acknowledgements, dropped when the run ends.
 
 The local state store keeps the lineage it last saw per (trait, destination)
-(``lineage_key``); the warehouse's snapshot is trusted only when the two agree. A local-mode
-run, ``reset`` and ``revert`` forget it (``forget``), so the next warehouse-mode run reseeds.
+(``state.base.warehouse_lineage_key``); the warehouse's snapshot is trusted only when the two
+agree. Every commit to the local store and every reset forgets it (a local-mode run, a
+``revert``, a ``reset``), and a warehouse fold, which follows its local commit, renews it.
 """
 
 from __future__ import annotations
@@ -19,24 +20,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-from traits.state.base import StateStore
-
 ID = "sql_traits_id"
 ROW_HASH = "sql_traits_row_hash"
 CHANGE = "sql_traits_change"
 UNSENT = "unsent"
 UNSENT_DIFFERENT = "unsent_different"
-
-
-def lineage_key(trait: str, destination: str) -> str:
-    return f"warehouse_snapshot:{trait}:{destination}"
-
-
-def forget(state: StateStore, trait: str, destinations: list[str]) -> None:
-    """The local store no longer vouches for these warehouse snapshots: the next run reseeds them."""
-    for destination in destinations:
-        if state.get_value(lineage_key(trait, destination)) is not None:
-            state.set_value(lineage_key(trait, destination), None)
 
 
 def destination_key(trait: str, destination: str) -> str:

@@ -36,7 +36,7 @@ def stage(
     try:
         for batch in batches:
             if schema is None:
-                schema = _checked_schema(batch.schema, trait)
+                schema = checked_schema(batch.schema, trait)
             elif not batch.schema.equals(schema):
                 batch = _conform(batch, schema, trait)
             written = augment(batch) if augment is not None else batch
@@ -58,7 +58,7 @@ def stage(
     return Staged(path, rows, schema, size)
 
 
-def _checked_schema(schema: pa.Schema, trait: str) -> pa.Schema:
+def checked_schema(schema: pa.Schema, trait: str) -> pa.Schema:
     seen: dict[str, str] = {}
     for name in schema.names:
         folded = name.lower()

@@ -88,12 +88,6 @@ class LocalSteps(Steps):
         finally:
             con.close()
 
-    def committed(self) -> None:
-        from traits.bookkeeping.tables import forget
-
-        # a warehouse-mode snapshot of this trait no longer knows what was sent
-        forget(self.runner.state, self.runner.name, self.runner.trait.destinations)
-
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:
     done = False

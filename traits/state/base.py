@@ -138,6 +138,15 @@ class StateStore(ABC):
     def save_pending_exits(self, trait: str, destination: str, pending: Path) -> None:
         """Replace the pending exits with the rows of the Parquet file ``pending``."""
 
+    # -- the warehouse mode's snapshots ---------------------------------------------------
+    def forget_warehouse_lineage(self, trait: str, destinations: Sequence[str]) -> None:
+        """The local snapshot advanced without the warehouse's (or was reset): stop vouching
+        for the warehouse's, so the next warehouse-mode run reseeds it (``traits.bookkeeping``)."""
+        for destination in destinations:
+            key = warehouse_lineage_key(trait, destination)
+            if self.get_value(key) is not None:
+                self.set_value(key, None)
+
     def find_run(self, run_id: str) -> RunRecord | None:
         """One run's record by its id."""
         return next((r for r in self.iter_runs() if r.run_id == run_id), None)
@@ -162,6 +171,11 @@ class StateStore(ABC):
 
     def iter_runs(self, trait: str | None = None) -> Iterator[RunRecord]:
         yield from self.runs(trait, limit=1_000_000)
+
+
+def warehouse_lineage_key(trait: str, destination: str) -> str:
+    """Where the local store keeps the lineage of the warehouse snapshot it vouches for."""
+    return f"warehouse_snapshot:{trait}:{destination}"
 
 
 def held_values(trait: str, destination: str, identity: str, found: tuple[str | None, str | None, bool, str | None] | None) -> HeldValues | None:

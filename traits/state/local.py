@@ -258,6 +258,7 @@ class LocalStateStore(StateStore):
         if not acks.exists() or acks.stat().st_size == 0 or not changes.exists():
             acks.unlink(missing_ok=True)
             return
+        self.forget_warehouse_lineage(trait, [destination])
         snapshot = self._snapshot(trait, destination)
         snapshot.path.mkdir(parents=True, exist_ok=True)
         # one delta per commit: a resumed run commits twice (what it had acked before it was
@@ -281,6 +282,7 @@ class LocalStateStore(StateStore):
 
     def reset(self, trait: str, destination: str | None = None) -> list[str]:
         names = [destination] if destination else self.snapshot_destinations(trait)
+        self.forget_warehouse_lineage(trait, names)
         for name in names:
             self._snapshot(trait, name).clear()
             self._pending_path(trait, name).unlink(missing_ok=True)

@@ -381,6 +381,7 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
     def commit(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
         if not self.has_acks(run_id, trait, destination):
             return
+        self.forget_warehouse_lineage(trait, [destination])
         csv = changes.with_name(f"{changes.name}.{os.getpid()}.commit.csv")
         if changes.exists():
             self._record_changes(run_id, trait, destination, changes)
@@ -446,6 +447,7 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
 
     def reset(self, trait: str, destination: str | None = None) -> list[str]:
         names = [destination] if destination else self.snapshot_destinations(trait)
+        self.forget_warehouse_lineage(trait, names)
         with self._db("resetting a snapshot") as conn:
             for name in names:
                 conn.execute(f"delete from {self.s}.snapshot_rows where trait = %s and destination = %s", (trait, name))
