@@ -83,6 +83,10 @@ def _check_source(config: Config, name: str, source: Any) -> dict[str, Any]:
     try:
         with open_warehouse(name, source, config.directory) as warehouse:
             details = warehouse.check()
+        if source.diff == "warehouse" or any(t.source == name and config.diff_mode(n) == "warehouse" for n, t in config.traits.items()):
+            from traits.bookkeeping.grants import check_bookkeeping
+
+            details += check_bookkeeping(name, source, config.directory)
         return {"kind": "source", "name": name, "ok": True, "details": details}
     except TraitsError as e:
         return {"kind": "source", "name": name, "ok": False, "details": [], "error": redact(str(e)), "exit_code": int(e.exit_code)}
