@@ -47,12 +47,13 @@ def history(obj: Context, name: str | None, limit: int, as_json: bool, as_chart:
         stdout.print(chart(runs, name))
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("started", "trait", "status", "rows", "added", "changed", "exited", "sent", "failed", "time", "run_id"):
-        table.add_column(column, justify="right" if column in ("rows", "added", "changed", "exited", "sent", "failed", "time") else "left")
+    numbers = ("rows", "fetched", "added", "changed", "exited", "sent", "failed", "time")
+    for column in ("started", "trait", "status", "rows", "fetched", "added", "changed", "exited", "sent", "failed", "time", "run_id"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for r in runs:
         style = _STYLE.get(r.status, "")
         table.add_row(
-            r.started_at.replace("T", " ")[:19], escape(r.trait), f"[{style}]{r.status}[/]", f"{r.rows:,}", f"{r.added:,}",
+            r.started_at.replace("T", " ")[:19], escape(r.trait), f"[{style}]{r.status}[/]", f"{r.rows:,}", f"{r.rows_fetched:,}", f"{r.added:,}",
             f"{r.changed:,}", f"{r.exited:,}", f"{r.sent:,}", f"{r.failed:,}", f"{r.duration or 0:.1f}s", r.run_id,
         )
     stdout.print(table)

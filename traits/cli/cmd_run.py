@@ -117,7 +117,8 @@ def _print(result: RunResult, dry_run: bool) -> None:
         return
     stdout.print(
         f"{title}  {r.rows:,} rows · +{r.added:,} added · {r.changed:,} changed · {r.exited:,} exited · "
-        f"{r.unchanged:,} unchanged" + ("  [dim](dry run: nothing sent)[/]" if dry_run else f"  [dim]{r.duration or 0:.1f}s[/]"),
+        f"{r.unchanged:,} unchanged · {r.rows_fetched:,} fetched"
+        + ("  [dim](dry run: nothing sent)[/]" if dry_run else f"  [dim]{r.duration or 0:.1f}s[/]"),
         markup=True,
     )
     for name, c in r.destinations.items():

@@ -31,7 +31,7 @@ CALLS_PER_PAGE = 10
 CHART_RUNS = 200
 #: the series the chart draws, in order
 SERIES = ("rows", "added", "changed", "exited", "sent", "failed")
-RUN_COUNTS = ("rows", "added", "changed", "unchanged", "exited", "sent", "failed")
+RUN_COUNTS = ("rows", "rows_fetched", "bytes_fetched", "added", "changed", "unchanged", "exited", "sent", "failed")
 
 #: what to do next, by run status (shown beside the error)
 NEXT_STEP = {

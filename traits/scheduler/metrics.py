@@ -23,6 +23,11 @@ class Metrics:
             "traits_skipped_runs", "Scheduled runs not made (locked: another runner held the trait; error)", ["trait", "reason"], registry=r
         )
         self.rows = Counter("traits_rows", "Rows the trait's query returned", ["trait"], registry=r)
+        self.rows_fetched = Counter(
+            "traits_rows_fetched", "Rows that left the warehouse (the whole result in local mode, the changes in warehouse mode)",
+            ["trait"], registry=r,
+        )
+        self.bytes_fetched = Counter("traits_bytes_fetched", "Arrow bytes of the rows that left the warehouse", ["trait"], registry=r)
         self.per_destination = {
             name: Counter(f"traits_{name}", f"Rows {name} (calls, for sent and failed)", ["trait", "destination"], registry=r)
             for name in DESTINATION_COUNTS
@@ -34,6 +39,8 @@ class Metrics:
     def observe(self, record: RunRecord, finished_at: float) -> None:
         self.runs.labels(record.trait, record.status).inc()
         self.rows.labels(record.trait).inc(record.rows)
+        self.rows_fetched.labels(record.trait).inc(record.rows_fetched)
+        self.bytes_fetched.labels(record.trait).inc(record.bytes_fetched)
         for destination, counts in record.destinations.items():
             for name, counter in self.per_destination.items():
                 counter.labels(record.trait, destination).inc(getattr(counts, name))
