@@ -49,6 +49,11 @@ class Dialect:
     def algorithm(self) -> str:
         return f"{self.name}-md5-{RECIPE}"
 
+    @property
+    def hash_type(self) -> str:
+        """The SQL type of a row hash."""
+        return self.text_type
+
     # -- names -------------------------------------------------------------------------------
     def quote(self, ident: str) -> str:
         q = self.quote_char
@@ -154,6 +159,40 @@ class Dialect:
 
 
 class PostgresDialect(Dialect):
+    """Postgres 14 and later hash a row natively: ``hash_record_extended`` over a ``ROW`` of the
+    typed values, each hashed by its type's own extended hash (the one hash partitioning uses,
+    so it is stable across versions by necessity). It is NULL-safe, needs no text, and is
+    type-aware as equality is: int4 5 and int8 5 hash alike, numeric 1.50 and 1.5 too, ``'5'``
+    and ``5`` do not; ``json`` (which has no hash) is hashed as ``jsonb``. The sorted column
+    names are part of the row, so a renamed column counts as a change. A 64-bit hash, summed
+    exactly for the digest; about a quarter of the cost of reading the result once.
+    """
+
+    @property
+    def algorithm(self) -> str:
+        return f"{self.name}-hash_record-{RECIPE}"
+
+    @property
+    def hash_type(self) -> str:
+        return "bigint"
+
+    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column]) -> str:
+        columns = ([uid] if uid is not None else []) + sorted(traits, key=lambda c: c.name)
+        names = _literal(",".join(c.name for c in columns))
+        values = [self._hashable(c) for c in columns]
+        return f"hash_record_extended(row({id_text}, cast({names} as text), {', '.join(values)}), 0)"
+
+    def _hashable(self, column: Column) -> str:
+        x = self.quote(column.name)
+        if column.category == "json":
+            return f"cast({x} as jsonb)"
+        if column.category == "null":
+            return "cast(null as text)"
+        return x
+
+    def digest_part(self, row_hash: str) -> str:
+        return row_hash
+
     def decimal_text(self, x: str) -> str:
         return self.as_text(f"trim_scale(cast({x} as numeric))")
 
@@ -167,6 +206,24 @@ class PostgresDialect(Dialect):
 
     def session_settings(self) -> list[str]:
         return ["set time zone 'UTC'", "set datestyle = 'ISO, YMD'", "set extra_float_digits = 1", "set intervalstyle = 'postgres'"]
+
+
+class PostgresMd5Dialect(PostgresDialect):
+    """Postgres before 14 (no ``hash_record_extended``): the MD5 recipe."""
+
+    @property
+    def algorithm(self) -> str:
+        return f"{self.name}-md5-{RECIPE}"
+
+    @property
+    def hash_type(self) -> str:
+        return self.text_type
+
+    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column]) -> str:
+        return Dialect.row_hash(self, id_text, uid, traits)
+
+    def digest_part(self, row_hash: str) -> str:
+        return Dialect.digest_part(self, row_hash)
 
 
 class RedshiftDialect(Dialect):
@@ -275,6 +332,7 @@ def _literal(text: str) -> str:
 
 DIALECTS: dict[str, Dialect] = {
     "postgres": PostgresDialect("postgres", text_type="text", scratch_table="unlogged table"),
+    "postgres13": PostgresMd5Dialect("postgres", text_type="text", scratch_table="unlogged table"),
     "redshift": RedshiftDialect("redshift"),
     "duckdb": DuckDBDialect("duckdb"),
     "snowflake": SnowflakeDialect("snowflake", scratch_table="transient table"),

@@ -50,7 +50,7 @@ from traits.pipeline.diff import DiffCounts
 from traits.pipeline.stage import checked_schema, stage
 from traits.pipeline.validate import EXAMPLES, Shape, check_shape, non_finite_columns
 from traits.state.base import warehouse_lineage_key as lineage_key
-from traits.warehouses.base import limited
+from traits.warehouses.base import limited, strip_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -212,16 +212,21 @@ class WarehouseDiffer:
         return id_text, row_hash, bad or "1 = 0"
 
     def _aggregate(self, sql: str, shape: Shape, max_rows: int) -> tuple[int, int]:
-        """One pass over the result: the row rules that need no grouping, and its digest."""
+        """One pass over the result: the row rules that need no grouping, and its digest.
+
+        Without the ``limit`` that stops a materialisation past ``max_rows``: a limit would keep
+        the warehouse from running the pass in parallel, and nothing is written or fetched.
+        """
         id_text, row_hash, bad = self._columns(shape)
         d = self.dialect
+        query = f"(\n{strip_sql(sql)}\n) q"
         row = self.session.rows(
             f"""select count(*), sum(case when {ID} is null then 1 else 0 end), sum(case when bad then 1 else 0 end),
                        coalesce(sum({d.digest_part(ROW_HASH)}), 0)
-                from (select {id_text} as {ID}, {row_hash} as {ROW_HASH}, ({bad}) as bad from ({limited(sql, max_rows)}) q) t"""
+                from (select {id_text} as {ID}, {row_hash} as {ROW_HASH}, ({bad}) as bad from {query}) t"""
         )[0]
         rows, nulls, bad_rows, digest = (int(x or 0) for x in row)
-        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=f"({limited(sql, max_rows)}) q")
+        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=query)
         return rows, digest
 
     def _materialise(self, sql: str, shape: Shape, max_rows: int) -> int:
@@ -422,12 +427,11 @@ class WarehouseDiffer:
         s.upload_ids(different, self._ids(f"select id from {changes} where change <> 'added' and id not in ({acked_ids})"))
         name = snapshot_table(self.name, destination)
         fresh = s.table(name + "_next")
-        text = self.dialect.text_type
         s.execute(f"drop table if exists {fresh}")
         s.execute(
             f"""create table {fresh} as
                 select {ID}, {ROW_HASH} from {self.result} where {ID} not in (select {ID} from {unsent})
-                union all select {ID}, cast(null as {text}) as {ROW_HASH} from {different}"""
+                union all select {ID}, cast(null as {self.dialect.hash_type}) as {ROW_HASH} from {different}"""
         )
         part = self.dialect.digest_part(ROW_HASH)
         count, digest = s.rows(f"select count(*), coalesce(sum({part}), 0) from {fresh}")[0]

@@ -95,7 +95,8 @@ class PostgresSession(Session):
                                         autocommit=True)
         except psycopg.Error as e:
             raise WarehouseError(f"source {source}: cannot open the bookkeeping session: {fmt_error(e)}") from e
-        self._in_transaction = False
+        if engine == "postgres" and self.conn.info.server_version < 140000:
+            self.dialect = dialect_for("postgres13")  # no hash_record_extended before 14
         for statement in [f"set application_name = '{APPLICATION_NAME}'", *self.dialect.session_settings()]:
             self.execute(statement)
 

@@ -93,8 +93,12 @@ _TRAILING = re.compile(r"[\s;]+$")
 
 def limited(sql: str, max_rows: int) -> str:
     """``sql`` wrapped so the warehouse itself stops one row past ``max_rows``."""
-    body = _TRAILING.sub("", strip_comments_at_end(sql))
-    return f"select * from (\n{body}\n) as sql_traits_result limit {int(max_rows) + 1}"
+    return f"select * from (\n{strip_sql(sql)}\n) as sql_traits_result limit {int(max_rows) + 1}"
+
+
+def strip_sql(sql: str) -> str:
+    """``sql`` without a trailing semicolon or ``-- comment``, ready to be a subquery."""
+    return _TRAILING.sub("", strip_comments_at_end(sql))
 
 
 def strip_comments_at_end(sql: str) -> str:
