@@ -46,10 +46,10 @@ from traits.bookkeeping.tables import (
 )
 from traits.columnar import latest_rows, sql_path
 from traits.errors import ValidationError
-from traits.pipeline.diff import DiffCounts
 from traits.pipeline.stage import checked_schema, stage
 from traits.pipeline.validate import EXAMPLES, Shape, check_shape, non_finite_columns
 from traits.state.base import warehouse_lineage_key as lineage_key
+from traits.state.records import DestinationCounts
 from traits.warehouses.base import limited, strip_sql
 
 if TYPE_CHECKING:
@@ -293,14 +293,14 @@ class WarehouseDiffer:
         names = [shape.id_column.name, *([shape.uid_column.name] if shape.uid_column else []), *(c.name for c in shape.traits)]
         return ", ".join(self.dialect.quote(n) for n in names)
 
-    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DiffCounts:
+    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
         """Write ``out`` (the change file) for a destination whose warehouse snapshot is current."""
         assert self.prepared is not None
         prepared = self.prepared
         info = prepared.current[destination]
         if not prepared.materialised:
             _empty_changes(self.con, out)
-            return DiffCounts(unchanged=prepared.rows, snapshot_rows=info.rows)
+            return DestinationCounts(unchanged=prepared.rows, snapshot_rows=info.rows)
         s = self.session
         changes = s.table(changes_table(self.run_id, self.name, destination))
         snapshot = s.table(info.table)
@@ -313,7 +313,7 @@ class WarehouseDiffer:
                 from {self.result} n full outer join {snapshot} s on n.{ID} = s.{ID}
                 where {differs}"""
         )
-        counts = DiffCounts()
+        counts = DestinationCounts()
         for change, count in s.rows(f"select {CHANGE}, count(*) from {changes} group by {CHANGE}"):
             setattr(counts, str(change), int(count))
         counts.unchanged = prepared.rows - counts.added - counts.changed

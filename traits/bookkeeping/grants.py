@@ -52,7 +52,7 @@ def grant_statements(engine: str, schema: str, role: str | None) -> list[str]:
 def check_bookkeeping(name: str, source: SourceBase, config_dir: Path) -> list[str]:
     """Details of the bookkeeping check for one source; raises ``WarehouseError`` (with the
     GRANT statements as its hint) when the role cannot write there."""
-    engine = str(getattr(source, "type"))  # noqa: B009 - every source has a type tag
+    engine = source.type
     schema = source.bookkeeping_schema
     with open_warehouse(name, source, config_dir) as warehouse:
         role = getattr(warehouse, "user", None)

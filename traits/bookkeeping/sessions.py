@@ -273,7 +273,7 @@ def _sql_text(text: str) -> str:
 
 
 def open_session(source: str, config: SourceBase, warehouse: Warehouse, *, trait: str, config_dir: Path) -> Session:
-    kind = str(getattr(config, "type"))  # noqa: B009 - every source has a type tag
+    kind = config.type
     if kind == "duckdb":
         return DuckDBSession(source, config, warehouse, trait, config_dir)
     if kind in ("postgres", "redshift"):

@@ -27,7 +27,7 @@ def ls(obj: Context, selectors: tuple[str, ...], excludes: tuple[str, ...], as_j
         trait = config.traits[name]
         reads = f"model {trait.model}" if trait.model else (f"sql_file {trait.sql_file}" if trait.sql_file else "sql")
         rows.append({
-            "trait": name, "kind": trait.kind, "source": trait.source, "source_type": getattr(config.sources[trait.source], "type"),  # noqa: B009
+            "trait": name, "kind": trait.kind, "source": trait.source, "source_type": config.sources[trait.source].type,
             "model": trait.model, "sql_file": trait.sql_file, "reads": reads, "tags": list(trait.tags),
             "destinations": list(trait.destinations), "schedule": str(trait.schedule), "enabled": trait.enabled,
         })

@@ -157,7 +157,7 @@ def quoted_relation(relation: Relation, source: SourceConfig) -> str:
     Snowflake names are left unquoted, as dbt-snowflake writes them by default (Snowflake
     upper-cases them, matching what dbt created).
     """
-    kind = getattr(source, "type", "")
+    kind = source.type
     parts = [relation.schema, relation.identifier]
     if kind == "bigquery":
         return _backtick(".".join([p for p in (relation.database, *parts) if p]))

@@ -154,7 +154,7 @@ def _cross_check(config: Config, located: LocatedData) -> None:
             raise ConfigError(f"{located.where(('traits', name, 'sql'))}: traits.{name}.sql is empty")
         if trait.model is not None:
             _check_model(config, located, name)
-        kind = getattr(config.sources[trait.source], "type", "")
+        kind = config.sources[trait.source].type
         if trait.diff == "warehouse" and kind not in WAREHOUSE_DIFF_ENGINES:
             raise ConfigError(
                 f"{located.where_value(('traits', name, 'diff'))}: traits.{name}.diff: warehouse is not available for "

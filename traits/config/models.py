@@ -54,6 +54,8 @@ WAREHOUSE_DIFF_ENGINES = ("duckdb", "postgres", "redshift", "snowflake", "bigque
 
 
 class SourceBase(Model):
+    #: the engine; each source model narrows it to its own tag
+    type: str
     statement_timeout: Seconds = 600.0
     identity: Identity | None = None
     #: rows per fetched batch; the memory a batch takes is bounded by this
@@ -66,9 +68,8 @@ class SourceBase(Model):
 
     @model_validator(mode="after")
     def _diff_engine(self) -> SourceBase:
-        kind = getattr(self, "type", "")
-        if self.diff == "warehouse" and kind not in WAREHOUSE_DIFF_ENGINES:
-            raise ValueError(f"diff: warehouse is not available for type {kind} (it is for {', '.join(WAREHOUSE_DIFF_ENGINES)}); use diff: local")
+        if self.diff == "warehouse" and self.type not in WAREHOUSE_DIFF_ENGINES:
+            raise ValueError(f"diff: warehouse is not available for type {self.type} (it is for {', '.join(WAREHOUSE_DIFF_ENGINES)}); use diff: local")
         return self
 
 
@@ -247,6 +248,11 @@ class FileDestination(Model):
     type: Literal["file"]
     path: str
     batch_size: int = Field(default=10_000, ge=1)
+
+    @property
+    def max_call_bytes(self) -> int:
+        """A file takes calls of any size; each is still held to the collectors' 32 KB."""
+        return 32_000
 
 
 DestinationConfig = Annotated[

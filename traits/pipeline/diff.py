@@ -11,13 +11,13 @@ values a call needs: the new canonical JSON, and for exits and changed rows the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from traits.columnar import HASH_CANARY_SQL, latest_rows, sql_path
 from traits.errors import GuardError
 from traits.pipeline.validate import DIGEST_MODULUS, HASH_COLUMN, RowSummary, digest_sql, pair_hash_sql
+from traits.state.records import DestinationCounts
 
 if TYPE_CHECKING:
     import duckdb
@@ -25,20 +25,10 @@ if TYPE_CHECKING:
     from traits.pipeline.validate import Shape
 
 
-@dataclass
-class DiffCounts:
-    added: int = 0
-    changed: int = 0
-    unchanged: int = 0
-    exited: int = 0
-    #: ids in the snapshot before this run
-    snapshot_rows: int = 0
-
-
 class Differ(Protocol):
     """The diff of one run, per destination, in either mode (``bookkeeping.differ`` is the other)."""
 
-    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DiffCounts:
+    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
         """Write the change file ``out`` (id, change, h, v, uid, old_v, old_h, old_u) and count the outcomes.
 
         Changed rows and exits carry the values the destination held (the run's history keeps
@@ -70,7 +60,7 @@ class LocalDiffer:
                 stale[file] = f"id, {self.shape.rehash_sql} as h, deleted"
         return latest_rows(snapshot, "id, h, deleted", stale)
 
-    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DiffCounts:
+    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
         snapshot = self.snapshots(destination)
         if not snapshot:
             self.ensure_unique()
@@ -92,7 +82,7 @@ class LocalDiffer:
             full outer join ({hashes}) s on n.id = s.id
             where {differs}"""
         )
-        counts = DiffCounts()
+        counts = DestinationCounts()
         for change, count in con.execute("select change, count(*) from delta group by change").fetchall():
             setattr(counts, str(change), int(count))
         if not self._unique_by_digest(snap_rows, snap_digest):
@@ -144,7 +134,7 @@ class LocalDiffer:
         left_of_snapshot = (snap_digest - int(snapshot_digest)) % DIGEST_MODULUS
         return bool(distinct) and self.summary.rows - int(result_rows) == snap_rows - int(snapshot_rows) and left_of_result == left_of_snapshot
 
-    def _unchanged(self, out: Path) -> DiffCounts:
+    def _unchanged(self, out: Path) -> DestinationCounts:
         self.con.execute(
             f"""COPY (
                 select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
@@ -153,9 +143,9 @@ class LocalDiffer:
                 where false
             ) TO '{sql_path(out)}' (FORMAT parquet)"""
         )
-        return DiffCounts(unchanged=self.summary.rows, snapshot_rows=self.summary.rows)
+        return DestinationCounts(unchanged=self.summary.rows, snapshot_rows=self.summary.rows)
 
-    def _first_sync(self, out: Path) -> DiffCounts:
+    def _first_sync(self, out: Path) -> DestinationCounts:
         """Every row is added: the change file is one streaming pass, no join."""
         uid = self.shape.uid_sql or "cast(null as varchar)"
         self.con.execute(
@@ -165,25 +155,26 @@ class LocalDiffer:
                 from read_parquet('{sql_path(self.staged)}')
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
-        return DiffCounts(added=self.summary.rows)
+        return DestinationCounts(added=self.summary.rows)
 
 
-def guard(name: str, destination: str, counts: DiffCounts, *, max_exit_ratio: float, max_change_ratio: float | None) -> None:
+def guard(name: str, destination: str, *, changed: int, exits: int, snapshot_rows: int,
+          max_exit_ratio: float, max_change_ratio: float | None) -> None:
     """Stop the run before sending when exits (or changes) exceed their share of the snapshot."""
-    if counts.snapshot_rows == 0:
+    if snapshot_rows == 0:
         return  # a first sync is exempt
-    exit_ratio = counts.exited / counts.snapshot_rows
+    exit_ratio = exits / snapshot_rows
     if exit_ratio > max_exit_ratio:
         raise GuardError(
-            f"trait {name} → {destination}: {counts.exited:,} of {counts.snapshot_rows:,} synced ids "
+            f"trait {name} → {destination}: {exits:,} of {snapshot_rows:,} synced ids "
             f"({exit_ratio:.0%}) would exit, more than max_exit_ratio = {max_exit_ratio:.0%}; nothing was sent",
             hint="check the query (did it return too little?); if this is right, run again with --force",
         )
     if max_change_ratio is not None:
-        change_ratio = counts.changed / counts.snapshot_rows
+        change_ratio = changed / snapshot_rows
         if change_ratio > max_change_ratio:
             raise GuardError(
-                f"trait {name} → {destination}: {counts.changed:,} of {counts.snapshot_rows:,} synced ids "
+                f"trait {name} → {destination}: {changed:,} of {snapshot_rows:,} synced ids "
                 f"({change_ratio:.0%}) changed, more than max_change_ratio = {max_change_ratio:.0%}; nothing was sent",
                 hint="check the query; if this is right, run again with --force",
             )

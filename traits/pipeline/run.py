@@ -30,7 +30,7 @@ from traits.destinations import open_destination
 from traits.errors import ExitCode, GuardError, LockLostError, TraitsError, ValidationError, exit_code_for, exit_code_for_status
 from traits.pipeline.commit import commit, settle
 from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_calls
-from traits.pipeline.diff import DiffCounts, Differ, guard
+from traits.pipeline.diff import Differ, guard
 from traits.pipeline.exits import ExitPolicy, exit_calls, hold_back
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
@@ -312,45 +312,38 @@ class _Runner:
         return check_shape(self.name, self.trait, self.config.settings, schema, duck_types(con, staged))
 
     def _max_call_bytes(self, destination: str) -> int:
-        return min(MAX_CALL_BYTES, int(getattr(self.config.destinations[destination], "max_call_bytes", MAX_CALL_BYTES)))
+        return min(MAX_CALL_BYTES, self.config.destinations[destination].max_call_bytes)
 
     def diff_all(self, differ: Differ, con: duckdb.DuckDBPyConnection, record: RunRecord, run_dir: Path, *,
                  skip_guard: bool, resumed: bool = False) -> dict[str, Path]:
         """Diff every destination, hold back pending exits, check sizes and the guard."""
         changes: dict[str, Path] = {}
-        totals = DiffCounts()
         for destination in self.trait.destinations:
             path = run_dir / f"changes-{destination}.parquet"
-            counts = differ.diff(destination, path, full_resync=record.full_resync or self.options.full_resync)
+            now = differ.diff(destination, path, full_resync=record.full_resync or self.options.full_resync)
             held = hold_back(
                 con, self.state, self.name, destination, path,
-                exit_after=self.trait.exit_after, run_id=record.run_id, started_at=record.started_at, exited=counts.exited,
+                exit_after=self.trait.exit_after, run_id=record.run_id, started_at=record.started_at, exited=now.exited,
             )
-            counts.exited = held.exited
-            calling = exit_calls(con, path, ExitPolicy.of(self.trait.on_exit)) if counts.exited else 0
+            now.exited, now.pending_exit, now.pending = held.exited, held.pending, held.shown
+            now.exit_calls = exit_calls(con, path, ExitPolicy.of(self.trait.on_exit)) if now.exited else 0
             check_sizes(con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
             if not skip_guard:  # exits count as they would be sent: pending and kept ones send nothing
-                sent = DiffCounts(changed=counts.changed, exited=calling, snapshot_rows=counts.snapshot_rows)
-                guard(self.name, destination, sent, max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
-            now = DestinationCounts(
-                added=counts.added, changed=counts.changed, unchanged=counts.unchanged, exited=counts.exited,
-                exit_calls=calling, pending_exit=held.pending, pending=held.shown,
-            )
+                guard(self.name, destination, changed=now.changed, exits=now.exit_calls, snapshot_rows=now.snapshot_rows,
+                      max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)
             first = record.destinations.get(destination) if resumed else None
             if first is not None:
                 # a resumed run keeps the counts of its first diff: the rows its earlier attempts
                 # got acknowledged are folded into the snapshot now, so this diff no longer sees
                 # them; they count as sent, and this attempt's sends add to them
-                now = DestinationCounts(
-                    added=first.added, changed=first.changed, unchanged=first.unchanged, exited=first.exited,
-                    exit_calls=first.exit_calls, pending_exit=first.pending_exit, pending=first.pending,
-                    sent=max(self._calls_for(first) - self._calls_for(now), 0),
-                )
+                first.sent = max(self._calls_for(first) - self._calls_for(now), 0)
+                first.failed, first.status, first.error, first.rejections = 0, "pending", None, []
+                now = first
             record.destinations[destination] = now
-            for key in ("added", "changed", "unchanged", "exited"):
-                setattr(totals, key, getattr(totals, key) + getattr(now, key))
             changes[destination] = path
-        record.added, record.changed, record.unchanged, record.exited = totals.added, totals.changed, totals.unchanged, totals.exited
+        counts = record.destinations.values()
+        record.added, record.changed = sum(c.added for c in counts), sum(c.changed for c in counts)
+        record.unchanged, record.exited = sum(c.unchanged for c in counts), sum(c.exited for c in counts)
         if not self.trait.destinations:
             record.unchanged = record.rows
         return changes

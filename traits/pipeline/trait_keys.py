@@ -92,7 +92,7 @@ def collisions(config: Config, keys: dict[str, list[str]]) -> list[Collision]:
 
 def reserved_warnings(config: Config, name: str, keys: list[str]) -> list[str]:
     trait = config.traits[name]
-    to_segment = any(getattr(config.destinations.get(d), "type", None) == "segment" for d in trait.destinations)
+    to_segment = any(config.destinations[d].type == "segment" for d in trait.destinations if d in config.destinations)
     reserved = SEGMENT_USER_TRAITS if trait.kind == "user" else SEGMENT_GROUP_TRAITS
     warnings = []
     for key in keys:

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 from traits import columnar
 from traits.bookkeeping.differ import Fetched, WarehouseDiffer
 from traits.bookkeeping.sessions import Session, open_session
-from traits.pipeline.diff import DiffCounts, LocalDiffer
+from traits.pipeline.diff import LocalDiffer
 from traits.pipeline.known import SAMPLE_IDS, check_known_ratio, identity_for
 from traits.pipeline.stage import stage
 from traits.pipeline.steps import Steps
 from traits.pipeline.trait_keys import check_keys_at_run
 from traits.pipeline.validate import Fingerprinter, Shape
-from traits.state.records import RunRecord
+from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ class _BothModes:
         self.local = local
         self.reseed = reseed
 
-    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DiffCounts:
+    def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
         if destination in self.reseed:
             assert self.local is not None
             return self.local.diff(destination, out, full_resync=full_resync)

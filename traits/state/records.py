@@ -16,10 +16,14 @@ MAX_REJECTIONS_KEPT = 20
 
 @dataclass
 class DestinationCounts:
+    """One destination's counts in one run: the diff's outcomes, then what was sent."""
+
     added: int = 0
     changed: int = 0
     unchanged: int = 0
     exited: int = 0
+    #: ids the destination's snapshot held before this run (the guard's base; 0: a first sync)
+    snapshot_rows: int = 0
     #: how many of the exits send a call (``on_exit`` may keep every column of some, or all)
     exit_calls: int = 0
     #: ids missing from the result that ``exit_after`` holds back (not sent, not counted as exited)

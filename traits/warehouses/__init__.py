@@ -23,7 +23,7 @@ ENGINES = {
 
 
 def open_warehouse(name: str, config: SourceBase, config_dir: Path) -> Warehouse:
-    kind: str = getattr(config, "type")  # noqa: B009 - every source model has a type tag
+    kind = config.type
     module_name, class_name = ENGINES[kind].split(":")
     cls: type[Warehouse] = getattr(importlib.import_module(module_name), class_name)
     return cls(name, config, config_dir)
