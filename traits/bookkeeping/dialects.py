@@ -205,7 +205,10 @@ class PostgresDialect(Dialect):
         return f"{x} in (cast('NaN' as {kind}), cast('Infinity' as {kind}), cast('-Infinity' as {kind}))"
 
     def session_settings(self) -> list[str]:
-        return ["set time zone 'UTC'", "set datestyle = 'ISO, YMD'", "set extra_float_digits = 1", "set intervalstyle = 'postgres'"]
+        # work_mem: the diff's hash joins and the duplicate check over millions of rows stay in
+        # memory instead of spilling in many batches (per operation, for this session only)
+        return ["set time zone 'UTC'", "set datestyle = 'ISO, YMD'", "set extra_float_digits = 1", "set intervalstyle = 'postgres'",
+                "set work_mem = '256MB'"]
 
 
 class PostgresMd5Dialect(PostgresDialect):
