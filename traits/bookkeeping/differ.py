@@ -46,6 +46,7 @@ from traits.bookkeeping.tables import (
 )
 from traits.columnar import latest_rows, sql_path
 from traits.errors import ValidationError
+from traits.pipeline.diff import write_no_changes
 from traits.pipeline.stage import checked_schema, stage
 from traits.pipeline.validate import EXAMPLES, Shape, check_shape, non_finite_columns
 from traits.state.base import warehouse_lineage_key as lineage_key
@@ -299,7 +300,7 @@ class WarehouseDiffer:
         prepared = self.prepared
         info = prepared.current[destination]
         if not prepared.materialised:
-            _empty_changes(self.con, out)
+            write_no_changes(self.con, out)
             return DestinationCounts(unchanged=prepared.rows, snapshot_rows=info.rows)
         s = self.session
         changes = s.table(changes_table(self.run_id, self.name, destination))
@@ -455,13 +456,3 @@ class WarehouseDiffer:
         """The run is over: its tables go."""
         self.drop_run_tables(self.run_id)
 
-
-def _empty_changes(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    con.execute(
-        f"""COPY (
-            select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
-                   cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v,
-                   cast(null as ubigint) as old_h, cast(null as varchar) as old_u
-            where false
-        ) TO '{sql_path(out)}' (FORMAT parquet)"""
-    )

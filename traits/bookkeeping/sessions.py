@@ -246,19 +246,9 @@ class DuckDBSession(Session):
         return [str(r[0]) for r in rows]
 
     def stream(self, sql: str) -> Iterator[pa.RecordBatch]:
-        from traits.warehouses.arrow_types import mark_json, portable_batch
+        from traits.warehouses.duckdb import relation_batches
 
-        relation = self.con.sql(sql)
-        json_columns = {name for name, kind in zip(relation.columns, relation.types, strict=True) if str(kind) == "JSON"}
-        reader = relation.to_arrow_reader(self.config.batch_rows)
-        yielded = False
-        for batch in reader:
-            yielded = True
-            yield portable_batch(mark_json(batch, json_columns))
-        if not yielded:
-            import pyarrow as pa
-
-            yield portable_batch(mark_json(pa.RecordBatch.from_pylist([], schema=reader.schema), json_columns))
+        return relation_batches(self.con.sql(sql), self.config.batch_rows)
 
     def close(self) -> None:
         self.con.close()

@@ -135,14 +135,7 @@ class LocalDiffer:
         return bool(distinct) and self.summary.rows - int(result_rows) == snap_rows - int(snapshot_rows) and left_of_result == left_of_snapshot
 
     def _unchanged(self, out: Path) -> DestinationCounts:
-        self.con.execute(
-            f"""COPY (
-                select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
-                       cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v,
-                       cast(null as ubigint) as old_h, cast(null as varchar) as old_u
-                where false
-            ) TO '{sql_path(out)}' (FORMAT parquet)"""
-        )
+        write_no_changes(self.con, out)
         return DestinationCounts(unchanged=self.summary.rows, snapshot_rows=self.summary.rows)
 
     def _first_sync(self, out: Path) -> DestinationCounts:
@@ -156,6 +149,18 @@ class LocalDiffer:
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
         return DestinationCounts(added=self.summary.rows)
+
+
+def write_no_changes(con: duckdb.DuckDBPyConnection, out: Path) -> None:
+    """An empty change file: nothing to send."""
+    con.execute(
+        f"""COPY (
+            select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
+                   cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v,
+                   cast(null as ubigint) as old_h, cast(null as varchar) as old_u
+            where false
+        ) TO '{sql_path(out)}' (FORMAT parquet)"""
+    )
 
 
 def guard(name: str, destination: str, *, changed: int, exits: int, snapshot_rows: int,

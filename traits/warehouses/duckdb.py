@@ -45,16 +45,7 @@ class DuckDBWarehouse(Warehouse):
         timer.start()
         wrapped = limited(sql, max_rows)
         try:
-            relation = con.sql(wrapped)
-            # DuckDB exports JSON as plain text: mark it from the relation's own types
-            json_columns = {name for name, kind in zip(relation.columns, relation.types, strict=True) if str(kind) == "JSON"}
-            reader = relation.to_arrow_reader(self.config.batch_rows)
-            yielded = False
-            for batch in reader:
-                yielded = True
-                yield portable_batch(mark_json(batch, json_columns))
-            if not yielded:
-                yield portable_batch(mark_json(_empty(reader.schema), json_columns))
+            yield from relation_batches(con.sql(wrapped), self.config.batch_rows)
         except duckdb.Error as e:
             raise self._error(e, sql, wrapped, timed_out=not timer.is_alive()) from e
         finally:
@@ -92,10 +83,19 @@ class DuckDBWarehouse(Warehouse):
         return [f"connected to {resolve_path(self.config_dir, self.config.path)}", f"{len(tables)} readable table(s): {shown or 'none'}"]
 
 
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
+def relation_batches(relation: duckdb.DuckDBPyRelation, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """A relation's rows as portable batches (at least one, for the schema)."""
     import pyarrow as pa
 
-    return pa.RecordBatch.from_pylist([], schema=schema)
+    # DuckDB exports JSON as plain text: mark it from the relation's own types
+    json_columns = {name for name, kind in zip(relation.columns, relation.types, strict=True) if str(kind) == "JSON"}
+    reader = relation.to_arrow_reader(batch_rows)
+    yielded = False
+    for batch in reader:
+        yielded = True
+        yield portable_batch(mark_json(batch, json_columns))
+    if not yielded:
+        yield portable_batch(mark_json(pa.RecordBatch.from_pylist([], schema=reader.schema), json_columns))
 
 
 _LINE = re.compile(r"^LINE (\d+): ?", re.M)
