@@ -62,7 +62,7 @@ def test_a_select_only_role_is_told_what_to_grant_then_passes(tmp_path: Path, ro
         conn.execute(f"create schema {name}_bk authorization {name}")  # type: ignore[arg-type]
     code, out = _validate(tmp_path, name, schema)
     source = next(c for c in out["checks"] if c["kind"] == "source")  # type: ignore[attr-defined]
-    assert code == 0, out
+    assert code == 0, source
     details = "\n".join(source["details"])
     assert f"bookkeeping schema {name}_bk: the role can create and drop tables in it" in details
     assert f"the role can write no table outside {name}_bk" in details

@@ -87,11 +87,11 @@ def _writable_outside(session: Session) -> list[str]:
     if not isinstance(session, PostgresSession) or session.dialect.name != "postgres":
         return []
     rows = session.rows(
-        """select schemaname || '.' || tablename from pg_tables
-           where schemaname not in ('pg_catalog', 'information_schema') and schemaname <> %s
-             and (has_table_privilege(quote_ident(schemaname) || '.' || quote_ident(tablename), 'INSERT')
-                  or has_table_privilege(quote_ident(schemaname) || '.' || quote_ident(tablename), 'UPDATE')
-                  or has_table_privilege(quote_ident(schemaname) || '.' || quote_ident(tablename), 'DELETE'))
+        # by oid: a table dropped meanwhile (another session's) answers NULL instead of failing
+        """select n.nspname || '.' || c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+           where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname <> %s
+             and n.nspname not like 'pg\\_%%'
+             and (has_table_privilege(c.oid, 'INSERT') or has_table_privilege(c.oid, 'UPDATE') or has_table_privilege(c.oid, 'DELETE'))
            order by 1""",
         (session.schema,),
     )
