@@ -115,3 +115,36 @@ def test_preview_and_dry_run_change_nothing(project: Project) -> None:
     assert (dry["changed"], dry["sent"]) == (1, 0)
     assert not [t for t in bookkeeping_tables(project) if t.startswith("run_")]
     assert run(project)["sent"] == 1  # the dry run and the preview advanced nothing
+
+
+def test_two_traits_at_once_in_one_process_on_one_duckdb_file(tmp_path: Path) -> None:
+    """As the daemon runs them: threads of one process, each trait with its own bookkeeping file,
+    the data file attached read-only by each."""
+    import threading
+
+    from traits.config import load_config
+    from traits.pipeline.run import RunOptions, run_trait
+    from traits.state import open_state
+
+    project = Project(tmp_path, "duckdb", diff="warehouse")
+    project.sql("create table people as select 'u' || g as id, g as n, 'x' as label from range(2000) t(g)")
+    two = TRAIT + TRAIT.replace("  t:", "  t2:").replace("n, label", "n as n2")
+    project.write(two)
+    config = load_config(project.root)
+    results: dict[str, Any] = {}
+
+    def run_one(name: str) -> None:
+        state = open_state(config)
+        try:
+            results[name] = run_trait(config, state, name, RunOptions())
+        finally:
+            state.close()
+
+    for _ in range(2):
+        threads = [threading.Thread(target=run_one, args=(n,)) for n in ("t", "t2")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert {n: r.record.status for n, r in results.items()} == {"t": "ok", "t2": "ok"}, {n: r.record.error for n, r in results.items()}
+    assert {n: (r.record.sent, r.record.rows_fetched) for n, r in results.items()} == {"t": (0, 0), "t2": (0, 0)}
