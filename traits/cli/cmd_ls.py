@@ -28,6 +28,7 @@ def ls(obj: Context, selectors: tuple[str, ...], excludes: tuple[str, ...], as_j
         reads = f"model {trait.model}" if trait.model else (f"sql_file {trait.sql_file}" if trait.sql_file else "sql")
         rows.append({
             "trait": name, "kind": trait.kind, "source": trait.source, "source_type": config.sources[trait.source].type,
+            "diff": config.diff_mode(name),
             "model": trait.model, "sql_file": trait.sql_file, "reads": reads, "tags": list(trait.tags),
             "destinations": list(trait.destinations), "schedule": str(trait.schedule), "enabled": trait.enabled,
         })
@@ -38,11 +39,11 @@ def ls(obj: Context, selectors: tuple[str, ...], excludes: tuple[str, ...], as_j
         stdout.print("no traits" + (" match the selection" if selectors or excludes else " defined"))
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("trait", "kind", "source", "reads", "tags", "destinations", "schedule"):
+    for column in ("trait", "kind", "source", "diff", "reads", "tags", "destinations", "schedule"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            escape(row["trait"]), row["kind"], escape(row["source"]), escape(row["reads"]), escape(", ".join(row["tags"]) or "-"),
+            escape(row["trait"]), row["kind"], escape(row["source"]), row["diff"], escape(row["reads"]), escape(", ".join(row["tags"]) or "-"),
             escape(", ".join(row["destinations"]) or "-"), escape(row["schedule"] + ("" if row["enabled"] else " (disabled)")),
         )
     stdout.print(table)
