@@ -85,7 +85,7 @@ def test_ls_lists_source_reads_tags_destinations_schedule(duck_project: Project)
     result = duck_project.cli("ls", "--select", "tag:after_dbt", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["traits"]
-    assert rows == [{"trait": "a", "kind": "user", "source": "wh", "source_type": "duckdb", "model": None, "sql_file": None,
+    assert rows == [{"trait": "a", "kind": "user", "source": "wh", "source_type": "duckdb", "diff": duck_project.diff, "model": None, "sql_file": None,
                      "reads": "sql", "tags": ["after_dbt"], "destinations": ["out"], "schedule": "every 6h", "enabled": True}]
     text = duck_project.cli("ls").stdout.splitlines()
     assert [line.split()[0] for line in text[2:]] == ["a", "b"], text
