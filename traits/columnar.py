@@ -28,6 +28,17 @@ SNAPSHOT_SELECT = "id, h, v, u, deleted, hv"
 RUN_COLUMN = "r"
 
 
+def delta_columns_sql(uid_sql: str, run_id: str) -> str:
+    """The columns that make a file of added rows (a first sync's change file) a snapshot delta too.
+
+    Snapshot files are read by column name, so a change file that also carries these (and
+    ``id, h, v``) can be kept as the snapshot's delta once every row in it was acknowledged,
+    instead of being written again (``state.sql.record_and_fold``).
+    """
+    run = "'" + run_id.replace("'", "''") + "'"
+    return f"{uid_sql} as u, false as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}"
+
+
 _engine: duckdb.DuckDBPyConnection | None = None
 _engine_lock = threading.Lock()
 

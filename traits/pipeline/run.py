@@ -266,7 +266,7 @@ class _Runner:
             if self.options.sample_rows:
                 self.sample_rows = _sample(con, shape, staged_path, self.options.sample_rows)
             self._phase(record, "diff")
-            differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique)
+            differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique, run_id=record.run_id)
             # a resumed run passed the guard before it first delivered
             changes = self._diff(differ, record, run_dir, skip_guard=self.options.force or resumed, resumed=resumed)
             if not (self.options.force or resumed):

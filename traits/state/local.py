@@ -284,8 +284,13 @@ class LocalStateStore(StateStore):
         history.mkdir(parents=True, exist_ok=True)
         stamp = time.time_ns()
         record = history / f"{run_id}.{stamp}.parquet"
-        recorded, rows, in_delta = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
-        if in_delta:
+        fold = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
+        recorded, rows = fold.recorded, fold.rows
+        if fold.delta_is_change_file:
+            # a first sync's change file, every row acknowledged: it is the delta (the diff never
+            # writes into a change file again: a resumed run's diff replaces it with a new file)
+            _link_durably(changes, tmp)
+        if fold.changes_in_delta:
             # every row was added: the delta is the changes too, kept under a second name
             _link_durably(tmp, history / f"{run_id}.{stamp}{sql.ADDED_SUFFIX}")
         elif recorded:

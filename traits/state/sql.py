@@ -12,6 +12,7 @@ of one id reads one row group per file (the row groups' min/max statistics skip 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -129,24 +130,53 @@ def _rows(con: Any, path: Path) -> int:
     return int(row[0]) if row else 0
 
 
-def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path, run_id: str = "") -> tuple[int, int, bool]:
+@dataclass(frozen=True)
+class Fold:
+    """What ``record_and_fold`` wrote."""
+
+    #: rows recorded as changes, rows in the snapshot delta
+    recorded: int
+    rows: int
+    #: every row was added: the delta holds the changes too (``ADDED_SELECT`` reads it as such)
+    changes_in_delta: bool = False
+    #: the change file is the delta itself (``columnar.delta_columns_sql``): nothing was written
+    delta_is_change_file: bool = False
+
+
+def _is_delta(con: Any, changes: Path, run_id: str) -> bool:
+    """Whether the change file holds only added rows and carries the snapshot's columns for ``run_id``."""
+    names = {str(r[0]) for r in con.execute(f"select name from parquet_schema('{sql_path(changes)}')").fetchall()}
+    if not {"id", "h", "v", "u", "deleted", "hv", RUN_COLUMN} <= names or not run_id:
+        return False
+    row = con.execute(
+        f"""select count(*) filter (where change <> 'added' or deleted or hv <> {HASH_CANARY_SQL} or {RUN_COLUMN} is distinct from $run) = 0
+        from read_parquet('{sql_path(changes)}')""",
+        {"run": run_id},
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path, run_id: str = "") -> Fold:
     """Write the acknowledged rows of ``changes`` twice, reading the acknowledgements once: as
     recorded changes (``history``) and as a snapshot delta (``delta``).
 
-    Returns both counts, and whether ``history`` was left unwritten because every row was added
-    and acknowledged: the delta then holds the changes (``ADDED_SELECT`` reads it as such).
+    When every row was acknowledged, no join with the ids is needed; when moreover every row was
+    added, the delta is the changes too (``history`` is not written); and when the change file
+    carries the snapshot's columns (a first sync's), it is the delta (nothing is written).
     """
     con = connect(delta.parent)
     acked_file = delta.with_name(delta.name + ".acked.parquet")
     try:
         if _every_row_acked(con, changes, acked_keys_sql):
             rows = _rows(con, changes)
+            if _is_delta(con, changes, run_id):
+                return Fold(rows, rows, changes_in_delta=True, delta_is_change_file=True)
             _fold_into(con, changes, None, delta, run_id, sort=rows <= SORTED_FOLD_ROWS)
             added_only = con.execute(f"select count(*) = 0 from read_parquet('{sql_path(changes)}') where change <> 'added'").fetchone()
             if added_only is not None and added_only[0]:
-                return rows, rows, True
+                return Fold(rows, rows, changes_in_delta=True)
             con.execute(f"COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c) TO '{sql_path(history)}' {PARQUET}")
-            return rows, rows, False
+            return Fold(rows, rows)
         # the acknowledged ids, read once, go to a file (streamed: a temp table of 10M ids would be
         # held in memory); each write below semi-joins it, so an id acknowledged twice counts once
         con.execute(f"COPY (select id from ({acked_keys_sql}) k(id)) TO '{sql_path(acked_file)}' {PARQUET}")
@@ -156,7 +186,7 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
             TO '{sql_path(history)}' {PARQUET}"""
         )
         _fold_into(con, changes, acked, delta, run_id)
-        return _rows(con, history), _rows(con, delta), False
+        return Fold(_rows(con, history), _rows(con, delta))
     finally:
         con.close()
         acked_file.unlink(missing_ok=True)
@@ -200,4 +230,4 @@ def lookup(files: Sequence[Path], identity: str) -> tuple[str | None, str | None
     return (row[1], row[2], bool(row[3]), row[4])
 
 
-__all__ = ["compact", "concat", "fold", "lookup", "record_and_fold"]
+__all__ = ["Fold", "compact", "concat", "fold", "lookup", "record_and_fold"]
