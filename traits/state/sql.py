@@ -5,8 +5,10 @@ Snapshot files carry, besides ``SNAPSHOT_SELECT``, the run that got each row ack
 profile can say what an id holds, since which run, and whether it exited. The diff reads
 only live rows (``latest_rows`` drops exits unless asked), so neither changes what is sent.
 
-Files are written sorted by id, so each row group covers a narrow range of ids and a lookup
-of one id reads one row group per file (the row groups' min/max statistics skip the rest).
+Deltas of up to ``SORTED_FOLD_ROWS`` rows and compacted files are written sorted by id, so each
+row group covers a narrow range of ids and a lookup of one id reads one row group per file (the
+row groups' min/max statistics skip the rest); a larger delta (a first sync's) keeps its rows'
+order until compaction sorts it.
 """
 
 from __future__ import annotations
