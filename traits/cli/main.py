@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+import traits.cli.arrow_pool  # noqa: F401 - before pyarrow is imported
 from traits import __version__
 from traits.cli.context import Context, make_context
 from traits.cli.output import emit_json, error_line

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from traits.columnar import HASH_CANARY_SQL, latest_rows, sql_path
+from traits.columnar import HASH_CANARY_SQL, delta_columns_sql, latest_rows, sql_path
 from traits.errors import GuardError
 from traits.pipeline.validate import DIGEST_MODULUS, HASH_COLUMN, RowSummary, digest_sql, pair_hash_sql
 from traits.state.records import DestinationCounts
@@ -39,10 +39,14 @@ class Differ(Protocol):
 class LocalDiffer:
     """The diff as joins over local Parquet files: the staged result and each snapshot."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None],
-                 snapshots: Callable[[str], list[Path]]) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None],
+        snapshots: Callable[[str], list[Path]], run_id: str | None = None,
+    ) -> None:
         self.con = con
         self.snapshots = snapshots
+        #: with it, a first sync's change file is written as a snapshot delta too (``delta_columns_sql``)
+        self.run_id = run_id
         self.staged = staged
         self.shape = shape
         self.summary = summary
@@ -139,12 +143,17 @@ class LocalDiffer:
         return DestinationCounts(unchanged=self.summary.rows, snapshot_rows=self.summary.rows)
 
     def _first_sync(self, out: Path) -> DestinationCounts:
-        """Every row is added: the change file is one streaming pass, no join."""
+        """Every row is added: the change file is one streaming pass, no join.
+
+        It carries the snapshot's columns too, so a commit that finds every row acknowledged
+        keeps it as the snapshot's delta instead of writing the 10M rows again.
+        """
         uid = self.shape.uid_sql or "cast(null as varchar)"
+        as_delta = f", {delta_columns_sql(uid, self.run_id)}" if self.run_id is not None else ""
         self.con.execute(
             f"""COPY (
                 select {self.shape.id_sql} as id, 'added' as change, {HASH_COLUMN} as h, {self.shape.v_sql} as v,
-                       {uid} as uid, cast(null as varchar) as old_v, cast(null as ubigint) as old_h, cast(null as varchar) as old_u
+                       {uid} as uid, cast(null as varchar) as old_v, cast(null as ubigint) as old_h, cast(null as varchar) as old_u{as_delta}
                 from read_parquet('{sql_path(self.staged)}')
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )

@@ -106,7 +106,7 @@ class WarehouseSteps(Steps):
             differ.fetch_all(staged, fingerprinter.add)
             shape_here, summary = fingerprinter.finish(con, staged)
             local = LocalDiffer(con, staged, shape_here, summary, lambda: None,
-                                lambda destination: runner.state.snapshot_files(runner.name, destination))
+                                lambda destination: runner.state.snapshot_files(runner.name, destination), run_id=record.run_id)
         both = _BothModes(differ, local, reseed)
         changes = runner.diff_all(both, con, record, self.run_dir, skip_guard=options.force or resumed, resumed=resumed)
         identity = identity_for(runner.config, runner.name)

@@ -82,6 +82,19 @@ def acked_keys_sql(acks: Path) -> str:
     )
 
 
+def _link_durably(source: Path, link: Path) -> None:
+    """Give the written file ``source`` a second name, both durable (a copy where links fail)."""
+    with open(source, "rb+") as f:
+        os.fsync(f.fileno())
+    tmp = link.with_name(link.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    finish_file(tmp, link)
+
+
 class LocalAckLog(AckLog):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -270,9 +283,18 @@ class LocalStateStore(StateStore):
         # leaves the acks, and the next commit writes both again (a revert reads each id once)
         history = self._history_dir(trait, destination)
         history.mkdir(parents=True, exist_ok=True)
-        record = history / f"{run_id}.{time.time_ns()}.parquet"
-        recorded, rows = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
-        if recorded:
+        stamp = time.time_ns()
+        record = history / f"{run_id}.{stamp}.parquet"
+        fold = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
+        recorded, rows = fold.recorded, fold.rows
+        if fold.delta_is_change_file:
+            # a first sync's change file, every row acknowledged: it is the delta (the diff never
+            # writes into a change file again: a resumed run's diff replaces it with a new file)
+            _link_durably(changes, tmp)
+        if fold.changes_in_delta:
+            # every row was added: the delta is the changes too, kept under a second name
+            _link_durably(tmp, history / f"{run_id}.{stamp}{sql.ADDED_SUFFIX}")
+        elif recorded:
             finish_file(record.with_name(record.name + ".tmp"), record)
         else:
             record.with_name(record.name + ".tmp").unlink(missing_ok=True)

@@ -5,13 +5,16 @@ Snapshot files carry, besides ``SNAPSHOT_SELECT``, the run that got each row ack
 profile can say what an id holds, since which run, and whether it exited. The diff reads
 only live rows (``latest_rows`` drops exits unless asked), so neither changes what is sent.
 
-Files are written sorted by id, so each row group covers a narrow range of ids and a lookup
-of one id reads one row group per file (the row groups' min/max statistics skip the rest).
+Deltas of up to ``SORTED_FOLD_ROWS`` rows and compacted files are written sorted by id, so each
+row group covers a narrow range of ids and a lookup of one id reads one row group per file (the
+row groups' min/max statistics skip the rest); a larger delta (a first sync's) keeps its rows'
+order until compaction sorts it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,15 +66,17 @@ def fold(changes: Path, acked_keys_sql: str, out: Path, run_id: str = "") -> int
         con.close()
 
 
-def _fold_into(con: Any, changes: Path, acked_keys_sql: str, out: Path, run_id: str) -> None:
+def _fold_into(con: Any, changes: Path, acked_keys_sql: str | None, out: Path, run_id: str, *, sort: bool = True) -> None:
+    """The delta: the rows of ``changes`` whose ids ``acked_keys_sql`` lists (None: every row)."""
     run = "'" + run_id.replace("'", "''") + "'" if run_id else "cast(null as varchar)"
+    where = f"where c.id in ({acked_keys_sql})" if acked_keys_sql is not None else ""
     con.execute(
         f"""COPY (
             select c.id, c.h, case when c.change = 'exited' then c.old_v else c.v end as v, c.uid as u,
                    c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}
             from read_parquet('{sql_path(changes)}') c
-            where c.id in ({acked_keys_sql})
-            order by c.id
+            {where}
+            {"order by c.id" if sort else ""}
         ) TO '{sql_path(out)}' {PARQUET}"""
     )
 
@@ -94,14 +99,88 @@ def changes_source(con: duckdb.DuckDBPyConnection, changes: Path) -> str:
     return f"(select *{', ' + missing if missing else ''} from read_parquet('{sql_path(changes)}'))"
 
 
-def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path, run_id: str = "") -> tuple[int, int]:
+#: a fold of at most this many rows is written sorted by id (a lookup then reads one row group
+#: per file); a larger one (a first sync) keeps the change file's order: sorting 10M rows under
+#: the engine's memory limit spilled to disk and took longer than the rest of the commit, and
+#: an unsorted 10M-row file still answers a lookup in about half a second. Compaction sorts.
+SORTED_FOLD_ROWS = 1_000_000
+#: a recorded-changes file in the snapshot layout: a commit whose rows were all added keeps its
+#: delta as its changes (a hard link), since before values are all null and after values are the delta's
+ADDED_SUFFIX = ".added.parquet"
+#: a snapshot delta read as recorded changes (``CHANGE_COLUMNS``)
+ADDED_SELECT = (
+    "id, 'added' as change, cast(null as ubigint) as before_h, cast(null as varchar) as before_v, "
+    "cast(null as varchar) as before_u, h as after_h, v as after_v, u as after_u"
+)
+
+
+def _every_row_acked(con: Any, changes: Path, acked_keys_sql: str) -> bool:
+    """Whether the acknowledged ids are exactly the change file's ids, each once.
+
+    Compared by count and by the sum of the ids' hashes (mod 2^64): the digest the diff already
+    trusts to call a result unchanged. When it holds, the fold needs no join with the ids.
+    """
+    acked = con.execute(f"select count(*), coalesce(sum(hash(k.id)), 0) % 18446744073709551616 from ({acked_keys_sql}) k(id)").fetchone()
+    listed = con.execute(
+        f"select count(*), coalesce(sum(hash(id)), 0) % 18446744073709551616 from read_parquet('{sql_path(changes)}')"
+    ).fetchone()
+    return acked is not None and listed is not None and tuple(acked) == tuple(listed)
+
+
+def _rows(con: Any, path: Path) -> int:
+    row = con.execute(f"select count(*) from read_parquet('{sql_path(path)}')").fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class Fold:
+    """What ``record_and_fold`` wrote."""
+
+    #: rows recorded as changes, rows in the snapshot delta
+    recorded: int
+    rows: int
+    #: every row was added: the delta holds the changes too (``ADDED_SELECT`` reads it as such)
+    changes_in_delta: bool = False
+    #: the change file is the delta itself (``columnar.delta_columns_sql``): nothing was written
+    delta_is_change_file: bool = False
+
+
+def _is_delta(con: Any, changes: Path, run_id: str) -> bool:
+    """Whether the change file holds only added rows and carries the snapshot's columns for ``run_id``."""
+    names = {str(r[0]) for r in con.execute(f"select name from parquet_schema('{sql_path(changes)}')").fetchall()}
+    if not {"id", "h", "v", "u", "deleted", "hv", RUN_COLUMN} <= names or not run_id:
+        return False
+    row = con.execute(
+        f"""select count(*) filter (where change <> 'added' or deleted or hv <> {HASH_CANARY_SQL} or {RUN_COLUMN} is distinct from $run) = 0
+        from read_parquet('{sql_path(changes)}')""",
+        {"run": run_id},
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Path, run_id: str = "") -> Fold:
     """Write the acknowledged rows of ``changes`` twice, reading the acknowledgements once: as
-    recorded changes (``history``) and as a snapshot delta (``delta``); returns both counts."""
+    recorded changes (``history``) and as a snapshot delta (``delta``).
+
+    When every row was acknowledged, no join with the ids is needed; when moreover every row was
+    added, the delta is the changes too (``history`` is not written); and when the change file
+    carries the snapshot's columns (a first sync's), it is the delta (nothing is written).
+    """
     con = connect(delta.parent)
-    # the acknowledged ids, read once, go to a file (streamed: a temp table of 10M ids would be
-    # held in memory); each write below semi-joins it, so an id acknowledged twice counts once
     acked_file = delta.with_name(delta.name + ".acked.parquet")
     try:
+        if _every_row_acked(con, changes, acked_keys_sql):
+            rows = _rows(con, changes)
+            if _is_delta(con, changes, run_id):
+                return Fold(rows, rows, changes_in_delta=True, delta_is_change_file=True)
+            _fold_into(con, changes, None, delta, run_id, sort=rows <= SORTED_FOLD_ROWS)
+            added_only = con.execute(f"select count(*) = 0 from read_parquet('{sql_path(changes)}') where change <> 'added'").fetchone()
+            if added_only is not None and added_only[0]:
+                return Fold(rows, rows, changes_in_delta=True)
+            con.execute(f"COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c) TO '{sql_path(history)}' {PARQUET}")
+            return Fold(rows, rows)
+        # the acknowledged ids, read once, go to a file (streamed: a temp table of 10M ids would be
+        # held in memory); each write below semi-joins it, so an id acknowledged twice counts once
         con.execute(f"COPY (select id from ({acked_keys_sql}) k(id)) TO '{sql_path(acked_file)}' {PARQUET}")
         acked = f"select id from read_parquet('{sql_path(acked_file)}')"
         con.execute(
@@ -109,19 +188,23 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
             TO '{sql_path(history)}' {PARQUET}"""
         )
         _fold_into(con, changes, acked, delta, run_id)
-        counts = [con.execute(f"select count(*) from read_parquet('{sql_path(p)}')").fetchone() for p in (history, delta)]
-        return tuple(int(c[0]) if c else 0 for c in counts)  # type: ignore[return-value]
+        return Fold(_rows(con, history), _rows(con, delta))
     finally:
         con.close()
         acked_file.unlink(missing_ok=True)
 
 
 def concat(files: Sequence[Path], out: Path) -> None:
-    """Write the rows of several Parquet files of one layout as one file."""
+    """Write the rows of several recorded-changes files as one file (``CHANGE_COLUMNS``).
+
+    A file named ``*ADDED_SUFFIX`` is a snapshot delta of added rows, read through ``ADDED_SELECT``.
+    """
     con = connect(out.parent)
     try:
-        paths = "[" + ", ".join(f"'{sql_path(p)}'" for p in files) + "]"
-        con.execute(f"COPY (select * from read_parquet({paths})) TO '{sql_path(out)}' {PARQUET}")
+        parts = [
+            f"select {ADDED_SELECT if p.name.endswith(ADDED_SUFFIX) else '*'} from read_parquet('{sql_path(p)}')" for p in files
+        ]
+        con.execute(f"COPY ({' union all '.join(parts)}) TO '{sql_path(out)}' {PARQUET}")
     finally:
         con.close()
 
@@ -149,4 +232,4 @@ def lookup(files: Sequence[Path], identity: str) -> tuple[str | None, str | None
     return (row[1], row[2], bool(row[3]), row[4])
 
 
-__all__ = ["compact", "concat", "fold", "lookup", "record_and_fold"]
+__all__ = ["Fold", "compact", "concat", "fold", "lookup", "record_and_fold"]
