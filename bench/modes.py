@@ -19,6 +19,13 @@ with ``traits validate`` first; a build that refuses the keys gets "warehouse mo
 in this build" for those rows. Local mode above the default ``max_rows`` (10M) is skipped unless
 ``--local-big`` (it then sets ``max_rows`` on the trait).
 
+Peak RSS is the ``traits`` process's alone: in warehouse mode the work Postgres does is not in
+it (by design: that is the point of the mode). The file destination's file is deleted after each
+run; a first sync at 100M writes ~40 GB of calls to it, so the script checks the disk first and
+stops if it is short: ``--out /dev/null`` keeps the file destination but writes nowhere. A 100M
+table takes ~10 GB and ~4 min to make here: ``--prepare-only`` makes the tables and keeps them.
+The JSON line at the end carries each run's seconds per phase (from its history record).
+
     python bench/modes.py [--sizes 1m,10m,100m] [--modes local,warehouse] [--keep] [--prepare-only]
                           [--local-big] [--skip-1pct] [--floor-repeat 3] [--out PATH]
                           [--dsn postgresql://postgres@127.0.0.1:5432/traits_bench]
@@ -37,6 +44,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +230,15 @@ def warehouse_available(directory: Path) -> bool:
     raise SystemExit(f"traits validate failed ({check.returncode}): {check.stderr[-2000:]}")
 
 
+def phase_seconds(record: dict[str, Any]) -> dict[str, float]:
+    """Seconds from each phase's start to the next one's (the last one's to the run's end)."""
+    # in the order the run entered them (validate and diff can start in the same millisecond)
+    starts = [(datetime.fromisoformat(t.replace("Z", "+00:00")), name) for name, t in (record.get("phase_started") or {}).items()]
+    finished = record.get("finished_at")
+    ends = [t for t, _ in starts[1:]] + ([datetime.fromisoformat(finished.replace("Z", "+00:00"))] if finished else [])
+    return {name: round((end - start).total_seconds(), 2) for (start, name), end in zip(starts, ends, strict=False)}
+
+
 def fmt_count(value: int | None, fallback: str = "–") -> str:
     return fallback if value is None else f"{value:,}"
 
@@ -316,13 +333,14 @@ def main() -> None:
         if not available["warehouse"]:
             print(UNAVAILABLE, flush=True)
 
-    print(f"Postgres → file, 5 traits per row; floor = median of {args.floor_repeat} × psql \\copy (<trait SQL>) to /dev/null, "
-          "taken right after each run; peak RSS of the traits process (wait4); * = not reported by this build: "
-          "local mode streams the whole result out, so its rows fetched are the result's rows", flush=True)
-    if not args.local_big and "local" in modes and any(rows > DEFAULT_MAX_ROWS for _, rows in sizes):
-        print(f"local mode above {DEFAULT_MAX_ROWS:,} rows (the default max_rows): skipped; --local-big runs it "
-              "with max_rows set on the trait", flush=True)
-    print(HEADER, flush=True)
+    if not args.prepare_only:
+        print(f"Postgres → file ({args.out}), 5 traits per row; floor = median of {args.floor_repeat} × psql \\copy (<trait SQL>) "
+              "to /dev/null, taken right after each run; peak RSS of the traits process (wait4); * = not reported by this build: "
+              "local mode streams the whole result out, so its rows fetched are the result's rows", flush=True)
+        if not args.local_big and "local" in modes and any(rows > DEFAULT_MAX_ROWS for _, rows in sizes):
+            print(f"local mode above {DEFAULT_MAX_ROWS:,} rows (the default max_rows): skipped; --local-big runs it "
+                  "with max_rows set on the trait", flush=True)
+        print(HEADER, flush=True)
     try:
         for label, rows in sizes:
             size_start = time.perf_counter()
@@ -414,6 +432,7 @@ def main() -> None:
         "seconds": round(v.seconds, 3), "floor": round(v.floor, 3), "ratio": round(v.ratio, 3), "peak_rss_mib": round(v.rss / MiB, 1),
         "rows_fetched": v.rows_fetched, "bytes_fetched": v.bytes_fetched, "rows": v.record["rows"], "added": v.record["added"],
         "changed": v.record["changed"], "exited": v.record["exited"], "sent": v.record["sent"], "status": v.record.get("status"),
+        "phases": phase_seconds(v.record),
     }) for (s, m, k), v in results.items()}))
 
 
