@@ -27,7 +27,7 @@ table takes ~10 GB and ~4 min to make here: ``--prepare-only`` makes the tables 
 The JSON line at the end carries each run's seconds per phase (from its history record).
 
     python bench/modes.py [--sizes 1m,10m,100m] [--modes local,warehouse] [--keep] [--prepare-only]
-                          [--local-big] [--skip-1pct] [--floor-repeat 3] [--out PATH]
+                          [--local-big] [--skip-1pct] [--floor-repeat 3] [--out PATH] [--memory-limit 2GB]
                           [--dsn postgresql://postgres@127.0.0.1:5432/traits_bench]
 """
 
@@ -200,11 +200,12 @@ def floor(dsn: str, sql: str, repeat: int) -> float:
     return times[len(times) // 2]
 
 
-def write_config(directory: Path, *, dsn: str, mode: str, trait: str, sql: str, rows: int, out: str) -> None:
+def write_config(directory: Path, *, dsn: str, mode: str, trait: str, sql: str, rows: int, out: str, memory_limit: str | None = None) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     diff = f", diff: warehouse, bookkeeping_schema: {BOOKKEEPING}" if mode == "warehouse" else ""
     max_rows = f"\n    max_rows: {rows}" if rows > DEFAULT_MAX_ROWS else ""
+    settings = f"\nsettings:\n  memory_limit: {memory_limit}" if memory_limit else ""
     (directory / "traits.yml").write_text(f"""
 sources:
   pg: {{type: postgres, dsn: "{dsn}", statement_timeout: 3h{diff}}}
@@ -215,7 +216,7 @@ traits:
     kind: user
     source: pg
     sql: "{sql}"
-    destinations: [out]{max_rows}
+    destinations: [out]{max_rows}{settings}
 """)
 
 
@@ -237,6 +238,15 @@ def phase_seconds(record: dict[str, Any]) -> dict[str, float]:
     finished = record.get("finished_at")
     ends = [t for t, _ in starts[1:]] + ([datetime.fromisoformat(finished.replace("Z", "+00:00"))] if finished else [])
     return {name: round((end - start).total_seconds(), 2) for (start, name), end in zip(starts, ends, strict=False)}
+
+
+def failure(message: str) -> str:
+    """The gist of a failed run from core_10m's ``timed`` message: its exit code and first error line."""
+    code = re.search(r"failed \((-?\d+)\): ", message)
+    rest = message[code.end():] if code else message
+    line = next((x.strip() for x in rest.splitlines() if "error" in x.lower()), rest.strip().splitlines()[0] if rest.strip() else "")
+    line = line.split(" Possible solutions:")[0]  # DuckDB's advice after its out-of-memory error
+    return f"exit {code.group(1) if code else '?'}: {line[:240]}"
 
 
 def fmt_count(value: int | None, fallback: str = "–") -> str:
@@ -312,6 +322,7 @@ def main() -> None:
     parser.add_argument("--skip-1pct", action="store_true", help="leave out the 1%%-changed re-run")
     parser.add_argument("--floor-repeat", type=int, default=3, help="psql copies per floor (the median is taken)")
     parser.add_argument("--out", default="out/calls.jsonl", help="the file destination's path (deleted after each run)")
+    parser.add_argument("--memory-limit", help="settings.memory_limit for every run (the engine's default if not given)")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -334,7 +345,8 @@ def main() -> None:
             print(UNAVAILABLE, flush=True)
 
     if not args.prepare_only:
-        print(f"Postgres → file ({args.out}), 5 traits per row; floor = median of {args.floor_repeat} × psql \\copy (<trait SQL>) "
+        limit = args.memory_limit or "the default"
+        print(f"Postgres → file ({args.out}), 5 traits per row, memory_limit {limit}; floor = median of {args.floor_repeat} × psql \\copy (<trait SQL>) "
               "to /dev/null, taken right after each run; peak RSS of the traits process (wait4); * = not reported by this build: "
               "local mode streams the whole result out, so its rows fetched are the result's rows", flush=True)
         if not args.local_big and "local" in modes and any(rows > DEFAULT_MAX_ROWS for _, rows in sizes):
@@ -362,7 +374,8 @@ def main() -> None:
                     reason = f"skipped: above the default max_rows {DEFAULT_MAX_ROWS:,} (--local-big to run)"
                 else:
                     runnable.append(mode)
-                    write_config(WORK / f"{label}-{mode}", dsn=args.dsn, mode=mode, trait=trait, sql=sql, rows=rows, out=args.out)
+                    write_config(WORK / f"{label}-{mode}", dsn=args.dsn, mode=mode, trait=trait, sql=sql, rows=rows, out=args.out,
+                                 memory_limit=args.memory_limit)
                     continue
                 for sc in scenarios:
                     results[(label, mode, sc.key)] = reason
@@ -382,12 +395,19 @@ def main() -> None:
                 for mode in runnable:
                     directory = WORK / f"{label}-{mode}"
                     out = Path(args.out) if Path(args.out).is_absolute() else directory / args.out
+                    first = results.get((label, mode, "first"))
+                    if key != "first" and not isinstance(first, Measure):
+                        result: Measure | str = "not run: the first sync failed"
+                        results[(label, mode, key)] = result
+                        print(row_text(label, mode, sc, result, rows), flush=True)
+                        continue
+                    start = time.perf_counter()
                     try:
                         seconds, rss, stdout = timed([*traits_cmd, str(directory), "run", trait, "--json"])
                         record = json.loads(stdout)["runs"][-1]
-                        result: Measure | str = Measure(seconds, floor(args.dsn, sql, args.floor_repeat), rss, record)
+                        result = Measure(seconds, floor(args.dsn, sql, args.floor_repeat), rss, record)
                     except SystemExit as e:  # one failed run does not stop the others
-                        result = f"failed: {str(e)[-300:]}"
+                        result = f"failed after {time.perf_counter() - start:.0f} s: {failure(str(e))}"
                     finally:
                         if out.exists() and out.is_file():
                             out.unlink()  # 100M calls are ~20 GB; what is measured is writing them
