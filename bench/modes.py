@@ -27,7 +27,7 @@ table takes ~10 GB and ~4 min to make here: ``--prepare-only`` makes the tables 
 The JSON line at the end carries each run's seconds per phase (from its history record).
 
     python bench/modes.py [--sizes 1m,10m,100m] [--modes local,warehouse] [--keep] [--prepare-only]
-                          [--local-big] [--skip-1pct] [--floor-repeat 3] [--out PATH] [--memory-limit 2GB]
+                          [--local-big] [--scenarios first,unchanged,changed,changed_1pct] [--floor-repeat 3] [--out PATH] [--memory-limit 2GB]
                           [--dsn postgresql://postgres@127.0.0.1:5432/traits_bench]
 """
 
@@ -319,7 +319,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the tables (and the bookkeeping schema) made here")
     parser.add_argument("--prepare-only", action="store_true", help="make the tables and stop (implies --keep)")
     parser.add_argument("--local-big", action="store_true", help="also run local mode above 10M rows (sets max_rows on the trait)")
-    parser.add_argument("--skip-1pct", action="store_true", help="leave out the 1%%-changed re-run")
+    parser.add_argument("--scenarios", default=",".join(sc.key for sc in SCENARIOS),
+                        help="comma-separated, from: " + ", ".join(sc.key for sc in SCENARIOS) + " (first is needed by the rest)")
     parser.add_argument("--floor-repeat", type=int, default=3, help="psql copies per floor (the median is taken)")
     parser.add_argument("--out", default="out/calls.jsonl", help="the file destination's path (deleted after each run)")
     parser.add_argument("--memory-limit", help="settings.memory_limit for every run (the engine's default if not given)")
@@ -328,7 +329,10 @@ def main() -> None:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not set(modes) <= {"local", "warehouse"}:
         parser.error("--modes takes local and/or warehouse")
-    scenarios = [s for s in SCENARIOS if not (args.skip_1pct and s.key == "changed_1pct")]
+    wanted = {k.strip() for k in args.scenarios.split(",") if k.strip()}
+    if not wanted <= {sc.key for sc in SCENARIOS} or "first" not in wanted:
+        parser.error("--scenarios takes first and any of " + ", ".join(sc.key for sc in SCENARIOS[1:]))
+    scenarios = [sc for sc in SCENARIOS if sc.key in wanted]
     keep = args.keep or args.prepare_only
     traits_cmd = [sys.executable, "-m", "traits.cli.main", "--config"]
 
