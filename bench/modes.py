@@ -389,9 +389,12 @@ def main() -> None:
             out_dir = Path(args.out).parent if Path(args.out).is_absolute() else WORK
             if runnable and out_dir != Path("/dev"):  # a first sync writes every row's call; one run's file at a time
                 free = shutil.disk_usage(out_dir if out_dir.exists() else WORK).free
-                if free < rows * CALL_BYTES_PER_ROW + 2 * GiB:
-                    raise SystemExit(f"not enough disk for {rows:,} calls (~{rows * CALL_BYTES_PER_ROW / GiB:.0f} GiB) in "
-                                     f"{args.out}: {free / GiB:.1f} GiB free; --out /dev/null writes them nowhere")
+                # warehouse mode also fills the bookkeeping schema: the result with its hashes and the snapshot
+                bookkeeping = rows * TABLE_BYTES_PER_ROW * 1.5 if "warehouse" in runnable else 0
+                if free < rows * CALL_BYTES_PER_ROW + bookkeeping + 2 * GiB:
+                    raise SystemExit(f"not enough disk for {rows:,} calls (~{rows * CALL_BYTES_PER_ROW / GiB:.0f} GiB) in {args.out}"
+                                     + (f" and ~{bookkeeping / GiB:.0f} GiB of bookkeeping" if bookkeeping else "")
+                                     + f": {free / GiB:.1f} GiB free; --out /dev/null writes the calls nowhere")
             for sc in scenarios:
                 key = sc.key
                 if sc.update is not None and runnable:
