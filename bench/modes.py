@@ -21,19 +21,20 @@ in this build" for those rows. Local mode above the default ``max_rows`` (10M) i
 
 Peak RSS is the ``traits`` process's alone: in warehouse mode the work Postgres does is not in
 it (by design: that is the point of the mode). The file destination's file is deleted after each
-run; a first sync at 100M writes ~40 GB of calls to it, so the script checks the disk first and
-stops if it is short: ``--out /dev/null`` keeps the file destination but writes nowhere. A 100M
+run; a first sync at 100M writes ~40 GB of calls to it, so when the disk is short of that (or with
+``--drain``) the script empties the file under the destination's own lock as the run writes it. A 100M
 table takes ~10 GB and ~4 min to make here: ``--prepare-only`` makes the tables and keeps them.
 The JSON line at the end carries each run's seconds per phase (from its history record).
 
     python bench/modes.py [--sizes 1m,10m,100m] [--modes local,warehouse] [--keep] [--prepare-only]
-                          [--local-big] [--scenarios first,unchanged,changed,changed_1pct] [--floor-repeat 3] [--out PATH] [--memory-limit 2GB]
+                          [--local-big] [--scenarios first,unchanged,changed,changed_1pct] [--floor-repeat 3] [--out PATH] [--drain] [--memory-limit 2GB]
                           [--dsn postgresql://postgres@127.0.0.1:5432/traits_bench]
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import itertools
 import json
 import os
@@ -41,8 +42,10 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -249,6 +252,40 @@ def failure(message: str) -> str:
     return f"exit {code.group(1) if code else '?'}: {line[:240]}"
 
 
+@contextmanager
+def draining(path: Path, enabled: bool) -> Iterator[None]:
+    """While a run writes ``path``, empty it every half second under the file destination's own lock.
+
+    The destination appends each batch whole under ``flock`` and fsyncs it, so emptying the file
+    between batches keeps all it does (and the disk it fills at most a few batches deep); the
+    calls are not kept. ``/dev/null`` cannot stand in: fsync on it fails (EINVAL).
+    """
+    if not enabled:
+        yield
+        return
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.wait(0.5):
+            try:
+                fd = os.open(path, os.O_WRONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.ftruncate(fd, 0)
+            finally:
+                os.close(fd)  # releases the lock
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def fmt_count(value: int | None, fallback: str = "–") -> str:
     return fallback if value is None else f"{value:,}"
 
@@ -323,10 +360,14 @@ def main() -> None:
                         help="comma-separated, from: " + ", ".join(sc.key for sc in SCENARIOS) + " (first is needed by the rest)")
     parser.add_argument("--floor-repeat", type=int, default=3, help="psql copies per floor (the median is taken)")
     parser.add_argument("--out", default="out/calls.jsonl", help="the file destination's path (deleted after each run)")
+    parser.add_argument("--drain", action="store_true",
+                        help="empty the file under its lock as the run writes it (on by itself when the disk is short)")
     parser.add_argument("--memory-limit", help="settings.memory_limit for every run (the engine's default if not given)")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if Path(args.out).is_absolute() and Path(args.out).parent == Path("/dev"):
+        parser.error("--out under /dev: the file destination fsyncs each batch, and fsync on /dev/null fails (EINVAL); see --drain")
     if not set(modes) <= {"local", "warehouse"}:
         parser.error("--modes takes local and/or warehouse")
     wanted = {k.strip() for k in args.scenarios.split(",") if k.strip()}
@@ -387,17 +428,21 @@ def main() -> None:
             if "warehouse" in runnable:  # a first sync is first in the warehouse too
                 psql(args.dsn, f"drop schema if exists {BOOKKEEPING} cascade; create schema {BOOKKEEPING}")
             out_dir = Path(args.out).parent if Path(args.out).is_absolute() else WORK
-            if runnable and out_dir != Path("/dev"):  # a first sync writes every row's call; one run's file at a time
+            drain = args.drain
+            if runnable:  # a first sync writes every row's call; one run's file at a time
                 free = shutil.disk_usage(out_dir if out_dir.exists() else WORK).free
                 # warehouse mode also fills the bookkeeping schema: the result with its hashes and the snapshot
                 bookkeeping = rows * TABLE_BYTES_PER_ROW * 1.5 if "warehouse" in runnable else 0
-                if free < rows * CALL_BYTES_PER_ROW + bookkeeping + 2 * GiB:
-                    raise SystemExit(f"not enough disk for {rows:,} calls (~{rows * CALL_BYTES_PER_ROW / GiB:.0f} GiB) in {args.out}"
-                                     + (f" and ~{bookkeeping / GiB:.0f} GiB of bookkeeping" if bookkeeping else "")
-                                     + f": {free / GiB:.1f} GiB free; --out /dev/null writes the calls nowhere")
+                if free < bookkeeping + 2 * GiB:
+                    raise SystemExit(f"not enough disk for ~{bookkeeping / GiB:.0f} GiB of bookkeeping: {free / GiB:.1f} GiB free")
+                if not drain and free < rows * CALL_BYTES_PER_ROW + bookkeeping + 2 * GiB:
+                    drain = True
+                    print(f"{label}: {free / GiB:.1f} GiB free is short of {rows:,} calls (~{rows * CALL_BYTES_PER_ROW / GiB:.0f} GiB)"
+                          + (f" and ~{bookkeeping / GiB:.0f} GiB of bookkeeping" if bookkeeping else "")
+                          + ": the file is emptied under its lock as the runs write it (--drain)", flush=True)
             for sc in scenarios:
                 key = sc.key
-                if sc.update is not None and runnable:
+                if sc.update is not None and any(isinstance(results.get((label, m, "first")), Measure) for m in runnable):
                     psql(args.dsn, f"update {table} set visits = visits + 1 where {sc.update}")
                 for mode in runnable:
                     directory = WORK / f"{label}-{mode}"
@@ -410,14 +455,15 @@ def main() -> None:
                         continue
                     start = time.perf_counter()
                     try:
-                        seconds, rss, stdout = timed([*traits_cmd, str(directory), "run", trait, "--json"])
+                        with draining(out, drain):
+                            seconds, rss, stdout = timed([*traits_cmd, str(directory), "run", trait, "--json"])
                         record = json.loads(stdout)["runs"][-1]
                         result = Measure(seconds, floor(args.dsn, sql, args.floor_repeat), rss, record)
                     except SystemExit as e:  # one failed run does not stop the others
                         result = f"failed after {time.perf_counter() - start:.0f} s: {failure(str(e))}"
                     finally:
                         if out.exists() and out.is_file():
-                            out.unlink()  # 100M calls are ~20 GB; what is measured is writing them
+                            out.unlink()  # 100M calls are ~40 GB; what is measured is writing them
                     results[(label, mode, key)] = result
                     print(row_text(label, mode, sc, result, rows), flush=True)
             for mode in runnable:
