@@ -21,8 +21,9 @@ in this build" for those rows. Local mode above the default ``max_rows`` (10M) i
 
 Peak RSS is the ``traits`` process's alone: in warehouse mode the work Postgres does is not in
 it (by design: that is the point of the mode). The file destination's file is deleted after each
-run; a first sync at 100M writes ~40 GB of calls to it, so when the disk is short of that (or with
-``--drain``) the script empties the file under the destination's own lock as the run writes it. A 100M
+run; a first sync at 100M writes ~40 GB of calls to it, so when those would take more than a
+quarter of the free disk (or with ``--drain``) the script empties the file under the
+destination's own lock as the run writes it. A 100M
 table takes ~10 GB and ~4 min to make here: ``--prepare-only`` makes the tables and keeps them.
 The JSON line at the end carries each run's seconds per phase (from its history record).
 
@@ -435,7 +436,8 @@ def main() -> None:
                 bookkeeping = rows * TABLE_BYTES_PER_ROW * 1.5 if "warehouse" in runnable else 0
                 if free < bookkeeping + 2 * GiB:
                     raise SystemExit(f"not enough disk for ~{bookkeeping / GiB:.0f} GiB of bookkeeping: {free / GiB:.1f} GiB free")
-                if not drain and free < rows * CALL_BYTES_PER_ROW + bookkeeping + 2 * GiB:
+                # the disk is shared: a run's calls may take a quarter of what is free, not all of it
+                if not drain and rows * CALL_BYTES_PER_ROW > (free - bookkeeping) / 4:
                     drain = True
                     print(f"{label}: {free / GiB:.1f} GiB free is short of {rows:,} calls (~{rows * CALL_BYTES_PER_ROW / GiB:.0f} GiB)"
                           + (f" and ~{bookkeeping / GiB:.0f} GiB of bookkeeping" if bookkeeping else "")
