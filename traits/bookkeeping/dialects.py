@@ -10,8 +10,9 @@ A row hash is the MD5 of one text that spells out every value with its type and 
 - unambiguous: the length prefix keeps ``('ab','cd')`` apart from ``('a','bcd')`` (the trap of
   chaining Redshift's ``FNV_HASH``); NULL is ``~`` without a tag, never an empty text (the
   trap of Postgres' ``ROW(…)::text``);
-- stable: times are hashed as epoch microseconds or seconds (no time zone or date style
-  involved), floats through the engine's shortest round-trip text, and each session pins its
+- stable: timestamps are hashed at the millisecond, the precision a call sends them at (a change
+  below it sends nothing in local mode either), as epoch milliseconds or a fixed ``to_char``
+  pattern in the pinned UTC zone (no date style involved), floats through the engine's shortest round-trip text, and each session pins its
   time zone and float formatting besides (``session_settings``).
 
 ``ALGORITHM`` names the recipe; a snapshot records the one that wrote it, and a run that meets
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from traits.pipeline.types import Column
 
 #: bumped when any engine's hash text changes
-RECIPE = "v1"
+RECIPE = "v2"
 
 _TAGS = {
     "string": "s", "integer": "i", "float": "f", "decimal": "d", "boolean": "b", "date": "D",
@@ -96,7 +97,8 @@ class Dialect:
         return self.as_text(x)
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"extract(epoch from {x})")
+        # (Redshift's extract(epoch) of a timestamp is a whole number of seconds)
+        return f"to_char({x}, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
 
     def interval_text(self, x: str) -> str:
         return self.as_text(f"extract(epoch from {x})")
@@ -158,7 +160,8 @@ class PostgresDialect(Dialect):
         return self.as_text(f"trim_scale(cast({x} as numeric))")
 
     def json_text(self, x: str) -> str:
-        return self.as_text(f"cast({x} as jsonb)")
+        # to_jsonb takes json, jsonb, arrays and rows alike (an int[] has no cast to jsonb)
+        return self.as_text(f"to_jsonb({x})")
 
     def not_finite(self, column: Column) -> str:
         x = self.quote(column.name)
@@ -187,7 +190,7 @@ class DuckDBDialect(Dialect):
         return self.as_text(f"cast({x} as double)")
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"epoch_us({x})")
+        return self.as_text(f"epoch_ms({x})")
 
     def interval_text(self, x: str) -> str:
         return self.as_text(f"epoch({x})")
@@ -214,7 +217,7 @@ class SnowflakeDialect(Dialect):
         return f"to_varchar(cast({x} as double), 'TME')"
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"date_part(epoch_microsecond, {x})")
+        return self.as_text(f"date_part(epoch_millisecond, {x})")
 
     def interval_text(self, x: str) -> str:
         return self.as_text(x)
@@ -247,7 +250,7 @@ class BigQueryDialect(Dialect):
         return self.as_text(f"cast({x} as float64)")
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"unix_micros(timestamp({x}))")
+        return self.as_text(f"unix_millis(timestamp({x}))")
 
     def interval_text(self, x: str) -> str:
         return self.as_text(x)

@@ -1,0 +1,323 @@
+"""The warehouse-side diff (``diff: warehouse``) sends exactly what the local diff sends, on every engine.
+
+Each case runs two projects in lockstep over the same table: one with ``diff: local``, one with
+``diff: warehouse``. After every step both run, and the test asserts their calls are the same
+(type, userId, traits, per run; messageIds depend on run_id, so they are left out), their
+counts and errors are the same, and, in warehouse mode, that only the changes left the warehouse
+(``rows_fetched``: 0 for an unchanged re-run, the number of added, changed and exited rows
+otherwise).
+
+The engines are the conformance suite's (real drivers; Redshift, Snowflake and BigQuery on their
+stand-ins). The Postgres role ``traits_reader`` gets what warehouse mode needs, as a user would
+grant it: a ``sql_traits`` schema it owns, and nothing more on the data.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from traits.config import load_config
+from traits.pipeline.run import RunOptions, RunResult, run_trait
+from traits.state import open_state
+
+from .engines import READER, READER_PASSWORD, Engine
+
+WAREHOUSE_ENGINES = ["duckdb", "postgres", "redshift", "snowflake", "bigquery"]
+
+#: Redshift's ``strtol`` (hex text → bigint), which the Postgres behind the Redshift stand-in lacks
+STRTOL = """create or replace function public.strtol(t text, base int) returns bigint language sql immutable as
+$$ select ('x' || lpad(t, 16, '0'))::bit(64)::bigint $$"""
+
+
+@pytest.fixture(scope="module")
+def bookkeeping_grants(pg_database: str) -> str:
+    """The bookkeeping schema a user would create for the reader role: owned by it, nothing else."""
+    import psycopg
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f"create schema if not exists sql_traits authorization {READER}")
+        conn.execute(STRTOL)
+    return pg_database
+
+
+@pytest.fixture(params=WAREHOUSE_ENGINES)
+def wh_engine(request: pytest.FixtureRequest) -> Engine:
+    if request.param in ("postgres", "redshift"):
+        request.getfixturevalue("bookkeeping_grants")
+    fixture: Engine = request.getfixturevalue(f"{request.param}_engine")
+    return fixture
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    status: str
+    counts: tuple[int, int, int, int, int]  # added, changed, unchanged, exited, sent
+    rows_fetched: int
+    error: str | None
+    calls: list[tuple[str, str, str]] = field(default_factory=list)  # (type, id, traits as JSON), sorted
+
+    def comparable(self) -> tuple[Any, ...]:
+        return self.exit_code, self.status, self.counts, self.error, self.calls
+
+
+class Lockstep:
+    """Two projects, ``diff: local`` and ``diff: warehouse``, on one engine and one trait name."""
+
+    def __init__(self, engine: Engine, root: Path, sql: str, **trait: Any) -> None:
+        self.engine = engine
+        self.name = f"t_{uuid.uuid4().hex[:8]}"
+        self.roots = {mode: root / mode for mode in ("local", "warehouse")}
+        self.trait = {"kind": "user", "source": "wh", "destinations": ["out"], "schedule": "manual", **trait}
+        self.settings: dict[str, Any] = {}
+        self.write(sql)
+
+    def write(self, sql: str, **trait: Any) -> None:
+        self.trait.update(trait, sql=sql)
+        for mode, root in self.roots.items():
+            root.mkdir(parents=True, exist_ok=True)
+            source = {**self.engine.source, "diff": mode}
+            (root / "traits.yml").write_text(
+                f"sources:\n  wh: {json.dumps(source)}\n"
+                "destinations:\n  out: {type: file, path: out/calls.jsonl}\n"
+                f"traits:\n  {self.name}: {json.dumps(self.trait)}\n"
+                + (f"settings: {json.dumps(self.settings)}\n" if self.settings else "")
+            )
+
+    def run(self, **options: Any) -> Outcome:
+        """Run both modes; assert they did the same; return the warehouse mode's outcome."""
+        local = self._run("local", options)
+        warehouse = self._run("warehouse", options)
+        assert warehouse.comparable() == local.comparable(), (
+            f"{self.engine.name}: warehouse mode differs from local mode:\n  local     {local.comparable()}\n  warehouse {warehouse.comparable()}")
+        changes = warehouse.counts[0] + warehouse.counts[1] + warehouse.counts[3]
+        if warehouse.status in ("ok", "partial") and not options.get("full_resync"):
+            assert warehouse.rows_fetched == changes, f"{self.engine.name}: fetched {warehouse.rows_fetched} rows for {changes} changes"
+        return warehouse
+
+    def _run(self, mode: str, options: dict[str, Any]) -> Outcome:
+        root = self.roots[mode]
+        config = load_config(root)
+        state = open_state(config)
+        out = root / "out" / "calls.jsonl"
+        before = len(out.read_text().splitlines()) if out.exists() else 0
+        result: RunResult = run_trait(config, state, self.name, RunOptions(**options))
+        lines = out.read_text().splitlines()[before:] if out.exists() else []
+        calls = sorted((c["type"], c["userId"], json.dumps(c["traits"], sort_keys=True)) for c in map(json.loads, lines))
+        r = result.record
+        return Outcome(int(result.exit_code), r.status, (r.added, r.changed, r.unchanged, r.exited, r.sent), r.rows_fetched, r.error, calls)
+
+
+def _traits(outcome: Outcome) -> dict[str, dict[str, Any]]:
+    return {user_id: json.loads(traits) for _, user_id, traits in outcome.calls}
+
+
+def _table(engine: Engine, columns: str, rows: str) -> str:
+    table = f"{engine.conf}.wd_{uuid.uuid4().hex[:8]}"
+    engine.admin(f"create table {table} ({columns})")
+    if rows:
+        engine.admin(f"insert into {table} values {rows}")
+    return table
+
+
+def test_first_run_rerun_change_exit_and_add(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    table = _table(e, "id varchar(20), name varchar(50), score integer",
+                   "('u1', 'Ann', 1), ('u2', 'Bob', 2), ('u3', 'Cy', 3), ('u4', 'Di', 4)")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, name, score from {table}")
+
+    first = pair.run()
+    assert (first.exit_code, first.status, first.counts) == (0, "ok", (4, 0, 0, 0, 4)), first.error
+    assert _traits(first) == {"u1": {"name": "Ann", "score": 1}, "u2": {"name": "Bob", "score": 2},
+                              "u3": {"name": "Cy", "score": 3}, "u4": {"name": "Di", "score": 4}}
+    assert {c[0] for c in first.calls} == {"identify"}
+
+    again = pair.run()
+    assert (again.exit_code, again.counts, again.rows_fetched) == (0, (0, 0, 4, 0, 0), 0)
+
+    e.admin(f"update {table} set score = 20 where id = 'u2'")
+    changed = pair.run()
+    assert (changed.counts, changed.rows_fetched) == ((0, 1, 3, 0, 1), 1)
+    assert _traits(changed) == {"u2": {"name": "Bob", "score": 20}}
+
+    e.admin(f"delete from {table} where id = 'u3'")
+    exited = pair.run()
+    assert (exited.counts, exited.rows_fetched) == ((0, 0, 3, 1, 1), 1)
+    assert _traits(exited) == {"u3": {"name": None, "score": None}}
+
+    e.admin(f"insert into {table} values ('u5', 'Eve', 5)")
+    added = pair.run()
+    assert (added.counts, added.rows_fetched) == ((1, 0, 3, 0, 1), 1)
+    assert _traits(added) == {"u5": {"name": "Eve", "score": 5}}
+
+    assert pair.run().counts == (0, 0, 4, 0, 0)
+
+
+def test_nulls_are_values(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    table = _table(e, "id varchar(20), a varchar(20), b integer", "('u1', null, 1), ('u2', 'x', null), ('u3', null, null)")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, a, b from {table}")
+    first = pair.run()
+    assert _traits(first) == {"u1": {"a": None, "b": 1}, "u2": {"a": "x", "b": None}, "u3": {"a": None, "b": None}}
+    assert pair.run().counts == (0, 0, 3, 0, 0)
+
+    # a NULL that becomes a value, a value that becomes NULL, and an empty text (not NULL)
+    e.admin(f"update {table} set a = 'y' where id = 'u1'")
+    e.admin(f"update {table} set a = null where id = 'u2'")
+    e.admin(f"update {table} set a = '' where id = 'u3'")
+    changed = pair.run()
+    assert changed.counts == (0, 3, 0, 0, 3)
+    assert _traits(changed) == {"u1": {"a": "y", "b": 1}, "u2": {"a": None, "b": None}, "u3": {"a": "", "b": None}}
+    assert pair.run().counts == (0, 0, 3, 0, 0)
+
+
+def test_text_five_and_number_five_differ(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    table = _table(e, "id varchar(20), v varchar(20)", "('u1', '5'), ('u2', '6')")
+    text, number = e.dialect.text, "bigint" if e.name != "bigquery" else "int64"
+    pair = Lockstep(e, tmp_path, f"select id as user_id, cast(v as {text}) as v from {table}")
+    assert _traits(pair.run()) == {"u1": {"v": "5"}, "u2": {"v": "6"}}
+    pair.write(f"select id as user_id, cast(v as {number}) as v from {table}")
+    as_number = pair.run()
+    assert as_number.counts == (0, 2, 0, 0, 2)
+    assert _traits(as_number) == {"u1": {"v": 5}, "u2": {"v": 6}}
+    assert pair.run().counts == (0, 0, 2, 0, 0)
+    pair.write(f"select id as user_id, cast(v as {text}) as v from {table}")
+    assert _traits(pair.run()) == {"u1": {"v": "5"}, "u2": {"v": "6"}}
+
+
+def test_every_mapped_type_hashes_stably(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    pair = Lockstep(e, tmp_path, e.dialect.types)
+    pair.settings = {"allow_nested": True, "allow_non_finite": True}
+    pair.write(e.dialect.types)
+    first = pair.run()
+    assert (first.exit_code, first.counts) == (0, (1, 0, 0, 0, 1)), first.error
+    assert pair.run().counts == (0, 0, 1, 0, 0), "every type hashes the same on a re-run"
+    # a second row, equal but for its id: the first row stays unchanged
+    second = e.dialect.types.replace("'u1' as user_id", "'u2' as user_id", 1)
+    pair.write(f"{e.dialect.types}\nunion all\n{second}")
+    both = pair.run()
+    assert (both.counts, _traits(both).keys()) == ((1, 0, 1, 0, 1), {"u2"})
+
+
+def test_each_type_change_is_seen(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    cases = _typed_values(e)
+    base = ", ".join(f"{before} as {name}" for name, (before, _) in cases.items())
+    pair = Lockstep(e, tmp_path, f"select 'u1' as user_id, {base}")
+    assert pair.run().counts == (1, 0, 0, 0, 1)
+    for name, (_, after) in cases.items():
+        values = ", ".join(f"{after if n == name else before} as {n}" for n, (before, _) in cases.items())
+        pair.write(f"select 'u1' as user_id, {values}")
+        changed = pair.run()
+        assert changed.counts == (0, 1, 0, 0, 1), f"{e.name}: a change of {name} was not seen"
+        pair.write(f"select 'u1' as user_id, {base}")
+        assert pair.run().counts == (0, 1, 0, 0, 1)
+
+
+def _typed_values(e: Engine) -> dict[str, tuple[str, str]]:
+    """Per mapped type, two values a change between must be seen: the smallest step a call shows
+    (timestamps are sent to the millisecond, so a microsecond is no change in either mode)."""
+    if e.name == "bigquery":
+        return {"s": ("'ab'", "'ab '"), "i": ("5", "6"), "f": ("cast(0.1 as float64)", "cast(0.1000000000000001 as float64)"),
+                "d": ("numeric '1.10'", "numeric '1.11'"), "b": ("true", "false"), "dt": ("date '2024-02-29'", "date '2024-03-01'"),
+                "ts": ("timestamp '2024-01-01 12:00:00+00'", "timestamp '2024-01-01 12:00:00.001+00'"),
+                "ntz": ("datetime '2024-01-01 12:00:00'", "datetime '2024-01-01 12:00:01'")}
+    if e.name == "snowflake":
+        return {"s": ("'ab'", "'ab '"), "i": ("5", "6"), "f": ("0.1::float", "0.1000000000000001::float"),
+                "d": ("1.10::number(10, 2)", "1.11::number(10, 2)"), "b": ("true", "false"),
+                "dt": ("'2024-02-29'::date", "'2024-03-01'::date"),
+                "ts": ("'2024-01-01 12:00:00 +00:00'::timestamp_tz", "'2024-01-01 12:00:00.001 +00:00'::timestamp_tz"),
+                "ntz": ("'2024-01-01 12:00:00'::timestamp_ntz", "'2024-01-01 12:00:01'::timestamp_ntz")}
+    double = "double" if e.name == "duckdb" else "float8"
+    return {"s": ("'ab'", "'ab '"), "i": ("5", "6"), "f": (f"cast(0.1 as {double})", f"cast(0.1000000000000001 as {double})"),
+            "d": ("cast(1.10 as decimal(10, 2))", "cast(1.11 as decimal(10, 2))"), "b": ("true", "false"),
+            "dt": ("date '2024-02-29'", "date '2024-03-01'"),
+            "ts": ("timestamptz '2024-01-01 12:00:00+00'", "timestamptz '2024-01-01 12:00:00.001+00'"),
+            "ntz": ("timestamp '2024-01-01 12:00:00'", "timestamp '2024-01-01 12:00:01'")}
+
+
+def test_send_changed_sends_only_the_changed_traits(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    table = _table(e, "id varchar(20), a varchar(20), b integer", "('u1', 'x', 1), ('u2', 'y', 2)")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, a, b from {table}", send="changed")
+    assert pair.run().counts == (2, 0, 0, 0, 2)
+    e.admin(f"update {table} set b = 10 where id = 'u1'")
+    changed = pair.run()
+    assert _traits(changed) == {"u1": {"b": 10}}
+
+
+def test_on_exit_keep_sends_nothing_for_exits(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    table = _table(e, "id varchar(20), a varchar(20)", "('u1', 'x'), ('u2', 'y'), ('u3', 'z')")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, a from {table}", on_exit="keep")
+    pair.run()
+    e.admin(f"delete from {table} where id = 'u2'")
+    kept = pair.run()
+    assert (kept.counts[3], kept.counts[4], kept.calls) == (1, 0, [])
+    assert pair.run().counts == (0, 0, 2, 0, 0)
+
+
+def test_full_resync_sends_every_row_again(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    table = _table(e, "id varchar(20), a varchar(20)", "('u1', 'x'), ('u2', 'y')")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, a from {table}")
+    pair.run()
+    resync = pair.run(full_resync=True)
+    assert (resync.counts[4], _traits(resync)) == (2, {"u1": {"a": "x"}, "u2": {"a": "y"}})
+    assert pair.run().counts == (0, 0, 2, 0, 0)
+
+
+def test_duplicate_and_null_ids_are_rejected_alike(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    table = _table(e, "id varchar(20), a varchar(20)", "('u1', 'x'), ('u2', 'y'), ('u1', 'z')")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, a from {table}")
+    dupes = pair.run()
+    assert (dupes.exit_code, dupes.status, dupes.calls) == (1, "invalid", [])
+    assert dupes.error is not None
+    assert "1 user_id value(s) appear more than once ('u1' ×2)" in dupes.error
+
+    e.admin(f"delete from {table} where a = 'z'")
+    pair.run()
+    e.admin(f"update {table} set id = null where id = 'u2'")
+    nulls = Lockstep(e, tmp_path / "nulls", f"select id as user_id, a from {table}")
+    local, warehouse = nulls._run("local", {}), nulls._run("warehouse", {})
+    assert (warehouse.exit_code, warehouse.status, warehouse.calls) == (local.exit_code, local.status, local.calls) == (1, "invalid", [])
+    assert local.error is not None
+    assert warehouse.error is not None
+    # local mode also names the rows' positions in the result, which a warehouse-side check has no order for
+    message, hint = f"trait {nulls.name}: 1 row(s) have a null or empty user_id", ": filter them out in SQL: where user_id is not null"
+    assert local.error == f"{message} (result rows 2){hint}" or local.error.startswith(f"{message} (result rows ")
+    assert warehouse.error == message + hint
+
+
+def test_max_rows_is_enforced_alike(wh_engine: Engine, tmp_path: Path) -> None:
+    e = wh_engine
+    pair = Lockstep(e, tmp_path, e.dialect.numbers(), max_rows=100)
+    capped = pair.run()
+    assert (capped.exit_code, capped.status, capped.calls) == (1, "invalid", [])
+    assert capped.error is not None
+    assert "more than max_rows = 100" in capped.error
+    pair.write(e.dialect.numbers() + " where n <= 100")
+    assert pair.run().counts == (100, 0, 0, 0, 100)
+
+
+def test_reader_cannot_write_the_data(bookkeeping_grants: str) -> None:
+    """The grants above give the reader its bookkeeping schema and nothing on the data."""
+    import psycopg
+
+    dsn = bookkeeping_grants.replace("user=postgres", f"user={READER} password={READER_PASSWORD}")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create table sql_traits.probe (x int)")
+        conn.execute("drop table sql_traits.probe")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("insert into conf.numbers values (0)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("create table conf.sneaky (x int)")
