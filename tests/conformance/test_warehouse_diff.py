@@ -30,9 +30,16 @@ from .engines import READER, READER_PASSWORD, Engine
 
 WAREHOUSE_ENGINES = ["duckdb", "postgres", "redshift", "snowflake", "bigquery"]
 
-#: Redshift's ``strtol`` (hex text → bigint), which the Postgres behind the Redshift stand-in lacks
-STRTOL = """create or replace function public.strtol(t text, base int) returns bigint language sql immutable as
-$$ select ('x' || lpad(t, 16, '0'))::bit(64)::bigint $$"""
+#: Redshift built-ins the row hash uses that the Postgres behind the Redshift stand-in lacks, with
+#: Redshift's meaning: ``strtol`` (hex text → bigint), ``to_hex`` of bytes, ``json_serialize`` of
+#: SUPER (json stands in for it)
+REDSHIFT_BUILTINS = [
+    "create or replace function public.strtol(t text, base int) returns bigint language sql immutable as "
+    "$$ select ('x' || lpad(t, 16, '0'))::bit(64)::bigint $$",
+    "create or replace function public.to_hex(b bytea) returns text language sql immutable as $$ select encode(b, 'hex') $$",
+    "create or replace function public.json_serialize(j json) returns text language sql immutable as $$ select j::text $$",
+    "create or replace function public.json_serialize(j jsonb) returns text language sql immutable as $$ select j::text $$",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +49,8 @@ def bookkeeping_grants(pg_database: str) -> str:
 
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute(f"create schema if not exists sql_traits authorization {READER}")
-        conn.execute(STRTOL)
+        for statement in REDSHIFT_BUILTINS:
+            conn.execute(statement)  # type: ignore[arg-type]
     return pg_database
 
 

@@ -173,10 +173,18 @@ class PostgresDialect(Dialect):
 
 
 class RedshiftDialect(Dialect):
-    """Redshift: no ``trim_scale`` or ``bit`` casts; ``strtol`` reads the hex."""
+    """Redshift: no ``trim_scale`` or ``bit`` casts; ``strtol`` reads the hex; text is
+    ``varchar(65535)`` (a bare ``varchar`` is 256 bytes, and a longer hash text would be cut);
+    SUPER is spelled out by ``json_serialize`` (a cast to varchar only takes scalars)."""
 
     def decimal_text(self, x: str) -> str:
         return self.as_text(x)
+
+    def json_text(self, x: str) -> str:
+        return f"json_serialize({x})"
+
+    def bytes_text(self, x: str) -> str:
+        return f"to_hex({x})"
 
     def digest_part(self, row_hash: str) -> str:
         return f"strtol(substring({row_hash}, 1, 15), 16)"
@@ -278,7 +286,7 @@ def _literal(text: str) -> str:
 
 DIALECTS: dict[str, Dialect] = {
     "postgres": PostgresDialect("postgres", text_type="text", scratch_table="unlogged table"),
-    "redshift": RedshiftDialect("redshift"),
+    "redshift": RedshiftDialect("redshift", text_type="varchar(65535)"),
     "duckdb": DuckDBDialect("duckdb"),
     "snowflake": SnowflakeDialect("snowflake", scratch_table="transient table"),
     "bigquery": BigQueryDialect("bigquery"),

@@ -275,7 +275,19 @@ def open_session(source: str, config: SourceBase, warehouse: Warehouse, *, trait
     kind = str(getattr(config, "type"))  # noqa: B009 - every source has a type tag
     if kind == "duckdb":
         return DuckDBSession(source, config, warehouse, trait, config_dir)
-    if kind in ("postgres", "redshift"):
+    if kind == "postgres":
         return PostgresSession(source, config, warehouse, kind)
+    if kind == "redshift":
+        from traits.bookkeeping.session_redshift import RedshiftSession
+
+        return RedshiftSession(source, config, warehouse)
+    if kind == "snowflake":
+        from traits.bookkeeping.session_snowflake import SnowflakeSession
+
+        return SnowflakeSession(source, config, warehouse)
+    if kind == "bigquery":
+        from traits.bookkeeping.session_bigquery import BigQuerySession
+
+        return BigQuerySession(source, config, warehouse)
     raise WarehouseError(f"source {source}: diff: warehouse has no bookkeeping session for type {kind} in this build",
                          hint="use diff: local for this source")
