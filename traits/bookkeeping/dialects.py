@@ -23,6 +23,7 @@ row counts mean the same (id, hash) rows, without a join.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from traits.pipeline.types import Column
@@ -221,6 +222,14 @@ class DuckDBDialect(Dialect):
 
 
 class SnowflakeDialect(Dialect):
+    """Snowflake folds unquoted names to upper case, and the warehouse module shows such a name
+    lower-cased (``USER_ID`` → ``user_id``): a lower-case name is quoted as its folded form, so
+    the bookkeeping SQL finds a result's columns however the trait's SQL spelled them. (A column
+    the SQL quoted in lower case, ``"user_id"``, is the one spelling this cannot reach.)"""
+
+    def quote(self, ident: str) -> str:
+        return super().quote(snowflake_name(ident))
+
     def float_text(self, x: str) -> str:
         return f"to_varchar(cast({x} as double), 'TME')"
 
@@ -237,14 +246,17 @@ class SnowflakeDialect(Dialect):
         return f"to_json({x})"
 
     def digest_part(self, row_hash: str) -> str:
-        return f"to_number(substr({row_hash}, 1, 15), 'XXXXXXXXXXXXXXX')"
+        # the 15 hex digits by place value: what to_number(…, 'XXXXXXXXXXXXXXX') reads, in
+        # functions the stand-in has too
+        digits = (f"(position(substr({row_hash}, {i + 1}, 1) in '0123456789abcdef') - 1) * {16 ** (14 - i)}" for i in range(15))
+        return "(" + " + ".join(digits) + ")"
 
     def not_finite(self, column: Column) -> str:
         x = self.quote(column.name)
         return f"{x} in ('NaN'::double, 'inf'::double, '-inf'::double)"
 
     def session_settings(self) -> list[str]:
-        return ["alter session set timezone = 'UTC'"]
+        return []  # TIMEZONE is a login parameter of the session (session_snowflake)
 
 
 class BigQueryDialect(Dialect):
@@ -278,6 +290,14 @@ class BigQueryDialect(Dialect):
     def not_finite(self, column: Column) -> str:
         x = self.quote(column.name)
         return f"(is_nan({x}) or is_inf({x}))"
+
+
+def snowflake_name(ident: str) -> str:
+    """The name Snowflake stores for ``ident`` written unquoted, when it is a plain lower-case name."""
+    return ident.upper() if _PLAIN_LOWER.match(ident) else ident
+
+
+_PLAIN_LOWER = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
 
 def _literal(text: str) -> str:
