@@ -260,8 +260,8 @@ class SnowflakeDialect(Dialect):
 
 
 class BigQueryDialect(Dialect):
-    text_type: str = "string"
-    quote_char: str = "`"
+    """BigQuery: backquoted names, STRING (set in ``DIALECTS``: a subclass's own field defaults
+    would not reach the dataclass's ``__init__``)."""
 
     def table(self, schema: str, name: str) -> str:
         return f"`{schema}`.`{name}`"
@@ -309,7 +309,7 @@ DIALECTS: dict[str, Dialect] = {
     "redshift": RedshiftDialect("redshift", text_type="varchar(65535)"),
     "duckdb": DuckDBDialect("duckdb"),
     "snowflake": SnowflakeDialect("snowflake", scratch_table="transient table"),
-    "bigquery": BigQueryDialect("bigquery"),
+    "bigquery": BigQueryDialect("bigquery", text_type="string", quote_char="`"),
 }
 
 
