@@ -265,7 +265,7 @@ class WarehouseDiffer:
 
     def _check_unique(self, shape: Shape) -> None:
         dupes = self.session.rows(
-            f"""select {ID}, count(*) as c, count(*) over () as groups from {self.result}
+            f"""select {ID}, count(*) as c, count(*) over () as id_groups from {self.result}
                 group by {ID} having count(*) > 1 order by c desc, {ID} limit {EXAMPLES}"""
         )
         if dupes:

@@ -10,9 +10,10 @@ label); ``%s`` placeholders go as positional query parameters, never spliced int
   millions of ids a load job from a Parquet file would cost no DML slots; the stand-in has no
   upload endpoint, so the array parameter is the path tested here.
 - ``transaction``: a BigQuery session (``create_session``) holding ``begin transaction`` …
-  ``commit transaction``, every statement inside sent with its ``session_id``. BigQuery refuses
-  DDL on permanent tables inside a transaction, so DDL inside (a reseed's table swap) runs as its
-  own job, committed at once, as Snowflake does implicitly; the DML (the snapshot fold) is atomic.
+  ``commit transaction``, every statement inside sent with its ``session_id``, the session
+  ended after (``BQ.ABORT_SESSION``). BigQuery refuses DDL on permanent tables inside a
+  transaction, so DDL inside (a reseed's table swap) waits and runs as its own jobs after the
+  commit (``session_ddl.DeferredDDL``); the DML (the snapshot fold) is atomic.
 - ``INFORMATION_SCHEMA`` must be qualified in BigQuery: the schemata by the project's region,
   the tables by the dataset.
 """
@@ -25,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from traits.bookkeeping.dialects import dialect_for
+from traits.bookkeeping.session_ddl import DeferredDDL
 from traits.bookkeeping.sessions import Session
 from traits.errors import WarehouseError
 
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 #: ids per insert job
 CHUNK = 50_000
 _PRIMARY_KEY = re.compile(r"\bprimary key(\s*\([^)]*\))?(?!\s+not enforced)", re.I)
-_DDL = re.compile(r"^\s*(create|drop|alter)\b", re.I)
 
 
 class BigQuerySession(Session):
@@ -47,6 +48,7 @@ class BigQuerySession(Session):
         self.client: Any = getattr(warehouse, "_client")()  # noqa: B009 - the BigQuery warehouse's own client
         self.location: str | None = getattr(config, "location", None)
         self._session_id: str | None = None
+        self._ddl = DeferredDDL()
 
     def _sql(self, sql: str) -> str:
         sql = _PRIMARY_KEY.sub(lambda m: f"primary key{m.group(1) or ''} not enforced", sql)
@@ -85,7 +87,8 @@ class BigQuerySession(Session):
         return WarehouseError(f"source {self.source}: bookkeeping statement failed: {message}")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._job(sql, params, session=not _DDL.match(sql))
+        if not self._ddl.hold(sql, params):
+            self._job(sql, params, session=True)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         _, rows = self._job(sql, params, session=True)
@@ -93,17 +96,28 @@ class BigQuerySession(Session):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        job, _ = self._job("begin transaction", (), session=False, create_session=True)
-        self._session_id = job.session_info.session_id if job.session_info else None
-        try:
-            try:
-                yield
-            except BaseException:
-                with contextlib.suppress(WarehouseError):
-                    self._job("rollback transaction", (), session=True)
-                raise
+        def begin() -> None:
+            job, _ = self._job("begin transaction", (), session=False, create_session=True)
+            self._session_id = job.session_info.session_id if job.session_info else None
+
+        def commit() -> None:
             self._job("commit transaction", (), session=True)
+            self._end_session()
+
+        def rollback() -> None:
+            try:
+                self._job("rollback transaction", (), session=True)
+            finally:
+                self._end_session()
+
+        try:
+            with self._ddl.transaction(begin, commit, rollback, lambda sql, params: self._job(sql, params, session=False)):
+                yield
         finally:
+            self._end_session()
+
+    def _end_session(self) -> None:
+        if self._session_id is not None:
             with contextlib.suppress(WarehouseError):
                 self._job("call BQ.ABORT_SESSION()", (), session=True)
             self._session_id = None

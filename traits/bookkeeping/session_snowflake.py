@@ -10,9 +10,11 @@
   stage + ``COPY INTO``); the stand-in (fakesnow's server) has no stage to PUT to, and a chunk
   of 10,000 ids stays well under Snowflake's 1 MB statement text.
 - Scratch tables are ``transient`` (no fail-safe storage for tables that live one run).
-- ``transaction``: ``begin`` … ``commit``. Snowflake commits an open transaction before any DDL
-  and runs the DDL on its own, so only the DML inside is atomic there (the snapshot fold is
-  DML only; a reseed's table swap is DDL, and a run killed in it reseeds again next time).
+- ``transaction``: ``begin`` … ``commit``. Snowflake would commit an open transaction before
+  any DDL and run the DDL on its own, splitting it; so DDL inside (a reseed's table swap) is
+  held back and runs after the DML commits (``DeferredDDL``). The fold is DML only, atomic; a
+  reseed killed between its commit and its swap left the local store's lineage behind, so the
+  next run reseeds again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from traits.bookkeeping.dialects import dialect_for, snowflake_name
+from traits.bookkeeping.session_ddl import DeferredDDL
 from traits.bookkeeping.sessions import Session
 from traits.errors import WarehouseError
 from traits.warehouses.base import fmt_error
@@ -42,6 +45,7 @@ class SnowflakeSession(Session):
         self.dialect = dialect_for("snowflake")
         self.schema = snowflake_name(self.schema)
         self.conn = _connect(warehouse)
+        self._ddl = DeferredDDL()
         for statement in self.dialect.session_settings():
             self.execute(statement)
 
@@ -71,18 +75,14 @@ class SnowflakeSession(Session):
             cursor.close()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self.rows(sql, params)
+        if not self._ddl.hold(sql, params):
+            self.rows(sql, params)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        self.execute("begin")
-        try:
+        with self._ddl.transaction(lambda: self.rows("begin"), lambda: self.rows("commit"), lambda: self.rows("rollback"),
+                                   self.rows):
             yield
-        except BaseException:
-            with contextlib.suppress(WarehouseError):
-                self.execute("rollback")
-            raise
-        self.execute("commit")
 
     def upload_ids(self, table: str, ids: Iterator[pa.Array]) -> int:
         import snowflake.connector
