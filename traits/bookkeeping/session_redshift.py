@@ -1,6 +1,7 @@
 """The bookkeeping session on Redshift, through ``redshift-connector`` (the source's own driver).
 
-- Autocommit, so each statement commits at once; ``transaction`` is an explicit ``begin`` …
+- The source's login, with its ``statement_timeout`` set on the session, in autocommit, so
+  each statement commits at once; ``transaction`` is an explicit ``begin`` …
   ``commit`` (``rollback`` on any error): Redshift's DDL is transactional, so a snapshot's swap
   and its ``snapshots`` row commit together.
 - Uploaded ids go in as multi-row ``insert … values (%s), (%s), …`` statements of
@@ -37,7 +38,9 @@ class RedshiftSession(Session):
         self.dialect = dialect_for("redshift")
         connect: Any = getattr(warehouse, "_connect")  # noqa: B009 - the Redshift warehouse's own login
         self.conn = connect()  # autocommit, as the warehouse opens it
-        for statement in [f"set application_name to '{APPLICATION_NAME}'", *self.dialect.session_settings()]:
+        timeout = max(int(float(getattr(config, "statement_timeout", 600.0)) * 1000), 1)
+        for statement in [f"set application_name to '{APPLICATION_NAME}'", f"set statement_timeout to {timeout}",
+                          *self.dialect.session_settings()]:
             self.execute(statement)
 
     def _error(self, error: Exception) -> WarehouseError:
