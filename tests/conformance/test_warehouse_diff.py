@@ -82,8 +82,11 @@ class Lockstep:
         self.engine = engine
         self.name = f"t_{uuid.uuid4().hex[:8]}"
         self.roots = {mode: root / mode for mode in ("local", "warehouse")}
-        self.trait = {"kind": "user", "source": "wh", "destinations": ["out"], "schedule": "manual", **trait}
+        self.destinations: dict[str, Any] = trait.pop("destination_configs", None) or {"out": {"type": "file", "path": "out/calls.jsonl"}}
+        self.trait = {"kind": "user", "source": "wh", "destinations": list(self.destinations), "schedule": "manual", **trait}
         self.settings: dict[str, Any] = {}
+        #: an HTTP receiver both modes send to (its calls are compared instead of the file's)
+        self.receiver: Any = None
         self.write(sql)
 
     def write(self, sql: str, **trait: Any) -> None:
@@ -93,7 +96,7 @@ class Lockstep:
             source = {**self.engine.source, "diff": mode}
             (root / "traits.yml").write_text(
                 f"sources:\n  wh: {json.dumps(source)}\n"
-                "destinations:\n  out: {type: file, path: out/calls.jsonl}\n"
+                f"destinations: {json.dumps(self.destinations)}\n"
                 f"traits:\n  {self.name}: {json.dumps(self.trait)}\n"
                 + (f"settings: {json.dumps(self.settings)}\n" if self.settings else "")
             )
@@ -114,10 +117,13 @@ class Lockstep:
         config = load_config(root)
         state = open_state(config)
         out = root / "out" / "calls.jsonl"
-        before = len(out.read_text().splitlines()) if out.exists() else 0
+        before = len(out.read_text().splitlines()) if out.exists() else len(self.receiver.snapshot()) if self.receiver else 0
         result: RunResult = run_trait(config, state, self.name, RunOptions(**options))
-        lines = out.read_text().splitlines()[before:] if out.exists() else []
-        calls = sorted((c["type"], c["userId"], json.dumps(c["traits"], sort_keys=True)) for c in map(json.loads, lines))
+        if self.receiver is not None:
+            sent = [c for r in self.receiver.snapshot()[before:] for c in r.calls]
+        else:
+            sent = [json.loads(line) for line in (out.read_text().splitlines()[before:] if out.exists() else [])]
+        calls = sorted((c["type"], c["userId"], json.dumps(c["traits"], sort_keys=True)) for c in sent)
         r = result.record
         return Outcome(int(result.exit_code), r.status, (r.added, r.changed, r.unchanged, r.exited, r.sent), r.rows_fetched, r.error, calls)
 
@@ -289,6 +295,47 @@ def test_json_key_order_is_judged_alike(wh_engine: Engine, tmp_path: Path) -> No
     pair.write(f"select 'u1' as user_id, {second} as j")
     assert pair.run().counts in ((0, 0, 1, 0, 0), (0, 1, 0, 0, 1))
     assert pair.run().counts == (0, 0, 1, 0, 0)
+
+
+def test_unacknowledged_calls_are_sent_again(wh_engine: Engine, tmp_path: Path) -> None:
+    """A call the destination refuses keeps the old snapshot (a NULL hash in the warehouse), so the
+    next run sends it again, in both modes; the fold of a few refusals among many acks uploads the
+    refused ids (the ``unsent`` path), of many refusals the acknowledged ones."""
+    from tests.destinations.delivery_project import FAST
+    from tests.destinations.receiver import Received, Receiver, Reply
+
+    e = wh_engine
+    refused: set[str] = {"u2"}
+
+    def script(r: Received) -> Reply:
+        return Reply(400, b'{"message":"bad trait"}') if any(c["userId"] in refused for c in r.calls) else Reply()
+
+    table = _table(e, "id varchar(20), a integer", "('u1', 1), ('u2', 2), ('u3', 3), ('u4', 4)")
+    with Receiver(script) as receiver:
+        seg = {"type": "segment", "write_key": "k", "endpoint": receiver.url, "max_batch_calls": 1, **FAST}
+        pair = Lockstep(e, tmp_path, f"select id as user_id, a from {table}", destination_configs={"seg": seg})
+        pair.receiver = receiver
+        first = pair.run()
+        assert (first.exit_code, first.status, {c[1] for c in first.calls}) == (4, "partial", {"u1", "u2", "u3", "u4"})
+        again = pair.run()
+        assert (again.status, [c[1] for c in again.calls]) == ("failed", ["u2"])  # (every call it sent failed)
+        refused.clear()
+        accepted = pair.run()
+        assert (accepted.status, [c[1] for c in accepted.calls]) == ("ok", ["u2"])
+        assert pair.run().calls == []
+
+        refused.add("u4")  # one refusal among three changes
+        e.admin(f"update {table} set a = a + 10")
+        partial = pair.run()
+        assert (partial.status, len(partial.calls)) == ("partial", 4)
+        refused.update({"u1", "u2"})  # three refusals (u4 still among them), one ack
+        e.admin(f"update {table} set a = a + 10 where id <> 'u4'")
+        mostly = pair.run()
+        assert (mostly.status, {c[1] for c in mostly.calls}) == ("partial", {"u1", "u2", "u3", "u4"})
+        refused.clear()
+        healed = pair.run()
+        assert (healed.status, {c[1] for c in healed.calls}) == ("ok", {"u1", "u2", "u4"})  # (u3 was acknowledged)
+        assert pair.run().calls == []
 
 
 def test_send_changed_sends_only_the_changed_traits(wh_engine: Engine, tmp_path: Path) -> None:
