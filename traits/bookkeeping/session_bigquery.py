@@ -3,7 +3,7 @@
 Every statement is a query job with the source's job settings (``jobTimeoutMs``, bytes cap,
 label); ``%s`` placeholders go as positional query parameters, never spliced into the SQL.
 
-- The bookkeeping schema is a dataset; BigQuery has no enforced keys, so ``primary key`` in a
+- The bookkeeping schema is a dataset, created in the source's ``location``; BigQuery has no enforced keys, so ``primary key`` in a
   table definition is written ``primary key … not enforced`` (what BigQuery accepts).
 - Uploaded ids: ``insert … select id from unnest(?)`` with one ARRAY<STRING> parameter per
   ``CHUNK`` ids, one DML job per chunk (a request stays far below BigQuery's 10 MB). For
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 #: ids per insert job
 CHUNK = 50_000
+_CREATE_SCHEMA = re.compile(r"^\s*create\s+schema\s+(if\s+not\s+exists\s+)?`[^`]+`\s*$", re.I)
 _PRIMARY_KEY = re.compile(r"\bprimary key(\s*\([^)]*\))?(?!\s+not enforced)", re.I)
 
 
@@ -51,6 +52,8 @@ class BigQuerySession(Session):
         self._ddl = DeferredDDL()
 
     def _sql(self, sql: str) -> str:
+        if self.location and _CREATE_SCHEMA.match(sql):  # the dataset where the source's jobs run
+            sql = f"{sql.rstrip()} options (location = '{self.location}')"
         sql = _PRIMARY_KEY.sub(lambda m: f"primary key{m.group(1) or ''} not enforced", sql)
         region = f"region-{(self.location or 'us').lower()}"
         sql = re.sub(r"\binformation_schema\.schemata\b", f"`{region}`.INFORMATION_SCHEMA.SCHEMATA", sql, flags=re.I)

@@ -9,6 +9,8 @@
   Real Snowflake would take millions of ids faster as ``write_pandas`` (PUT to the table's
   stage + ``COPY INTO``); the stand-in (fakesnow's server) has no stage to PUT to, and a chunk
   of 10,000 ids stays well under Snowflake's 1 MB statement text.
+- A table renamed to an unqualified name would move to the session's current schema (the
+  source's), so a rename's new name is qualified with the table's schema.
 - Scratch tables are ``transient`` (no fail-safe storage for tables that live one run).
 - ``transaction``: ``begin`` … ``commit``. Snowflake would commit an open transaction before
   any DDL and run the DDL on its own, splitting it; so DDL inside (a reseed's table swap) is
@@ -20,6 +22,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 #: ids per multi-row insert
 CHUNK = 10_000
+_RENAME = re.compile(r'^\s*alter\s+table\s+((?:"[^"]+"\.)+)("[^"]+")\s+rename\s+to\s+("[^"]+")\s*$', re.I)
 
 
 class SnowflakeSession(Session):
@@ -75,6 +79,9 @@ class SnowflakeSession(Session):
             cursor.close()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        # Snowflake moves a table renamed to an unqualified name into the session's current
+        # schema: the new name gets the table's own schema
+        sql = _RENAME.sub(r"alter table \1\2 rename to \1\3", sql)
         if not self._ddl.hold(sql, params):
             self.rows(sql, params)
 
