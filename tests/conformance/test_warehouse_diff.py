@@ -338,6 +338,15 @@ def test_unacknowledged_calls_are_sent_again(wh_engine: Engine, tmp_path: Path) 
         assert pair.run().calls == []
 
 
+def test_trait_sql_with_placeholders_in_its_text_runs_as_written(wh_engine: Engine, tmp_path: Path) -> None:
+    """The trait's SQL goes into bookkeeping statements unparameterised: a ``%s`` or ``?`` in it stays."""
+    e = wh_engine
+    table = _table(e, "id varchar(20), a varchar(20)", "('u1', '100%s ?'), ('u2', 'x')")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, a, '%s?' as b from {table} where a like '%s%' or a = 'x'")
+    assert _traits(pair.run()) == {"u1": {"a": "100%s ?", "b": "%s?"}, "u2": {"a": "x", "b": "%s?"}}
+    assert pair.run().counts == (0, 0, 2, 0, 0)
+
+
 def test_send_changed_sends_only_the_changed_traits(wh_engine: Engine, tmp_path: Path) -> None:
     e = wh_engine
     table = _table(e, "id varchar(20), a varchar(20), b integer", "('u1', 'x', 1), ('u2', 'y', 2)")

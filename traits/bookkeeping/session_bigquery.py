@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 #: ids per insert job
 CHUNK = 50_000
 _CREATE_SCHEMA = re.compile(r"^\s*create\s+schema\s+(if\s+not\s+exists\s+)?`[^`]+`\s*$", re.I)
+_CREATE_TABLE_COLUMNS = re.compile(r"^\s*create\s+table\s+(if\s+not\s+exists\s+)?\S+\s*\(", re.I)
 _PRIMARY_KEY = re.compile(r"\bprimary key(\s*\([^)]*\))?(?!\s+not enforced)", re.I)
 
 
@@ -51,10 +52,15 @@ class BigQuerySession(Session):
         self._session_id: str | None = None
         self._ddl = DeferredDDL()
 
-    def _sql(self, sql: str) -> str:
+    def _sql(self, sql: str, params: Sequence[Any]) -> str:
+        """BigQuery's spelling of the bookkeeping statements. A statement that embeds the trait's
+        SQL has no parameters and is no ``create table (…)`` with columns: it is left alone."""
         if self.location and _CREATE_SCHEMA.match(sql):  # the dataset where the source's jobs run
             sql = f"{sql.rstrip()} options (location = '{self.location}')"
-        sql = _PRIMARY_KEY.sub(lambda m: f"primary key{m.group(1) or ''} not enforced", sql)
+        if _CREATE_TABLE_COLUMNS.match(sql):
+            sql = _PRIMARY_KEY.sub(lambda m: f"primary key{m.group(1) or ''} not enforced", sql)
+        if not params:
+            return sql
         region = f"region-{(self.location or 'us').lower()}"
         sql = re.sub(r"\binformation_schema\.schemata\b", f"`{region}`.INFORMATION_SCHEMA.SCHEMATA", sql, flags=re.I)
         sql = re.sub(r"\binformation_schema\.tables\b", f"`{self.schema}`.INFORMATION_SCHEMA.TABLES", sql, flags=re.I)
@@ -71,7 +77,7 @@ class BigQuerySession(Session):
         elif session and self._session_id is not None:
             config.connection_properties = [bigquery.ConnectionProperty("session_id", self._session_id)]
         try:
-            job = self.client.query(self._sql(sql), job_config=config, location=self.location)
+            job = self.client.query(self._sql(sql, params), job_config=config, location=self.location)
             rows = job.result(timeout=float(getattr(self.config, "statement_timeout", 600.0)) + 30.0)
         except gexc.GoogleAPIError as e:
             raise self._error(e) from e

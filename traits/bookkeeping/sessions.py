@@ -208,7 +208,8 @@ class DuckDBSession(Session):
         import duckdb
 
         try:
-            return list(self.con.execute(sql.replace("%s", "?"), list(params) or None).fetchall())
+            # (only a statement with parameters has placeholders: one that embeds the trait's SQL has none)
+            return list(self.con.execute(sql.replace("%s", "?") if params else sql, list(params) or None).fetchall())
         except duckdb.Error as e:
             raise WarehouseError(f"source {self.source}: bookkeeping statement failed: {fmt_error(e)}") from e
 
