@@ -471,3 +471,33 @@ def test_bigquery_folds_in_a_session_transaction(bigquery_engine: Engine, tmp_pa
     assert "begin transaction" in statements
     assert "commit transaction" in statements
     assert statements.index("begin transaction") < statements.index("commit transaction")
+
+
+def test_real_engine_spellings_the_stand_ins_do_not_check() -> None:
+    """What the stand-ins accept either way, spelled as the real engines need it."""
+    from traits.bookkeeping.dialects import dialect_for
+    from traits.bookkeeping.session_bigquery import BigQuerySession
+    from traits.bookkeeping.session_snowflake import _RENAME
+
+    # BigQuery: keys not enforced, INFORMATION_SCHEMA qualified, the trait's SQL untouched
+    bigquery = BigQuerySession.__new__(BigQuerySession)
+    bigquery.location, bigquery.schema = "EU", "sql_traits"
+    assert bigquery._sql("create table if not exists `s`.`runs` (run_id string primary key, t string)", ()) == (
+        "create table if not exists `s`.`runs` (run_id string primary key not enforced, t string)")
+    assert bigquery._sql("create table `s`.`t` (a string, b string, primary key (a, b))", ()).endswith("primary key (a, b) not enforced)")
+    assert bigquery._sql("create schema `sql_traits`", ()) == "create schema `sql_traits` options (location = 'EU')"
+    assert bigquery._sql("select 1 from information_schema.schemata where schema_name = %s", ("x",)) == (
+        "select 1 from `region-eu`.INFORMATION_SCHEMA.SCHEMATA where schema_name = ?")
+    embedded = "create table `s`.`r` as select * from (select 'primary key %s' as x from information_schema.tables) q"
+    assert bigquery._sql(embedded, ()) == embedded
+    # Snowflake: a rename stays in its schema; plain lower-case names are quoted as Snowflake folds them
+    assert _RENAME.sub(r"alter table \1\2 rename to \1\3", 'alter table "SQL_TRAITS"."SNAPSHOT_A_NEXT" rename to "SNAPSHOT_A"') == (
+        'alter table "SQL_TRAITS"."SNAPSHOT_A_NEXT" rename to "SQL_TRAITS"."SNAPSHOT_A"')
+    snowflake = dialect_for("snowflake")
+    assert (snowflake.quote("user_id"), snowflake.quote("userId"), snowflake.table("sql_traits", "snapshots")) == (
+        '"USER_ID"', '"userId"', '"SQL_TRAITS"."SNAPSHOTS"')
+    # the digests are summed as numbers that cannot overflow where a bigint sum would
+    assert "numeric(38, 0)" in dialect_for("redshift").digest_part("h")
+    assert "numeric(29, 0)" in dialect_for("bigquery").digest_part("h")
+    assert dialect_for("bigquery").quote("a") == "`a`"
+    assert dialect_for("redshift").text_type == "varchar(65535)"

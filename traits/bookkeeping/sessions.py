@@ -80,7 +80,7 @@ class Session(ABC):
 
 
 class PostgresSession(Session):
-    """Postgres (and Redshift, which speaks its protocol) through psycopg."""
+    """Postgres through psycopg (Redshift has its own driver's session: ``session_redshift``)."""
 
     def __init__(self, source: str, config: SourceBase, warehouse: Warehouse, engine: str = "postgres") -> None:
         super().__init__(source, config, warehouse)
