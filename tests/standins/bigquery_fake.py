@@ -11,6 +11,13 @@ with sqlglot. What it enforces:
   caller may not read; a missing table answers 404 ``notFound``; a syntax error 400
   ``invalidQuery`` with ``[line:column]``.
 
+For the bookkeeping session (``diff: warehouse``) it also runs statements (DDL and DML answer
+an empty result), substitutes positional query parameters (scalars and ARRAY<STRING>), keeps
+sessions (``createSession``, ``connectionProperties`` ``session_id``: one DuckDB cursor each,
+so ``begin transaction`` … ``commit transaction`` spans jobs; ``CALL BQ.ABORT_SESSION()`` ends
+one), reads ``INFORMATION_SCHEMA`` qualified by a region or dataset, and drops ``NOT
+ENFORCED`` (DuckDB enforces its keys).
+
 Rows are encoded as the REST API does: every scalar a string, timestamps as int64
 microseconds (``formatOptions.useInt64Timestamp``), bytes as base64, records as ``{"f": …}``.
 """
@@ -50,6 +57,7 @@ class Job:
     configuration: dict[str, Any]
     table: pa.Table | None = None
     error: dict[str, str] | None = None
+    session: str | None = None
 
 
 @dataclass
@@ -61,18 +69,40 @@ class FakeBigQuery:
     jobs: dict[str, Job] = field(default_factory=dict)
     queries: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sessions: dict[str, duckdb.DuckDBPyConnection] = field(default_factory=dict)
 
     def run(self, project: str, body: dict[str, Any]) -> Job:
         ref = body.get("jobReference") or {}
         config = body.get("configuration") or {}
         job = Job(project, ref.get("jobId") or uuid.uuid4().hex, ref.get("location") or "US", config)
         self.jobs[job.job_id] = job
-        sql = config.get("query", {}).get("query", "")
+        query = config.get("query", {})
+        sql = _substitute(query.get("query", ""), query.get("queryParameters") or [])
         self.queries.append(sql)
+        session = self._session(job, query)
+        if session is not None and re.match(r"^\s*call\s+bq\.abort_session\s*\(\s*\)\s*;?\s*$", sql, re.I):
+            cursor = self.sessions.pop(session)
+            cursor.close()  # (rolls back an open transaction)
+            job.table = pa.table({})
+            return job
         job.error = self._denied(project, sql)
         if job.error is None:
-            job.table, job.error = self._execute(sql, int(config.get("jobTimeoutMs") or 0))
+            job.table, job.error = self._execute(sql, int(config.get("jobTimeoutMs") or 0),
+                                                 self.sessions[session] if session is not None else None)
         return job
+
+    def _session(self, job: Job, query: dict[str, Any]) -> str | None:
+        if query.get("createSession"):
+            session = uuid.uuid4().hex
+            with self.lock:
+                self.sessions[session] = self.con.cursor()
+            job.session = session
+            return session
+        for prop in query.get("connectionProperties") or []:
+            if prop.get("key") == "session_id":
+                job.session = str(prop.get("value"))
+                return job.session
+        return None
 
     def _denied(self, project: str, sql: str) -> dict[str, str] | None:
         for dataset, table in _TABLE_REF.findall(sql):
@@ -82,20 +112,26 @@ class FakeBigQuery:
                         f"to query table {name}, or perhaps it does not exist."}
         return None
 
-    def _execute(self, sql: str, timeout_ms: int) -> tuple[pa.Table | None, dict[str, str] | None]:
+    def _execute(self, sql: str, timeout_ms: int,
+                 session: duckdb.DuckDBPyConnection | None = None) -> tuple[pa.Table | None, dict[str, str] | None]:
         try:
+            sql = re.sub(r"`[^`]+`\.INFORMATION_SCHEMA\.", "INFORMATION_SCHEMA.", sql, flags=re.I)
             translated = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
+            translated = re.sub(r'"information_schema\.(\w+)"', r"information_schema.\1", translated, flags=re.I)
+            translated = re.sub(r"\s+NOT ENFORCED", "", translated, flags=re.I)
         except sqlglot.errors.ParseError as e:
             err = e.errors[0] if e.errors else {}
             where = f"[{err.get('line', 1)}:{err.get('col', 1)}]"
             return None, {"reason": "invalidQuery", "message": f"Syntax error: {err.get('description', e)} at {where}"}
         with self.lock:
-            cursor = self.con.cursor()
+            cursor = self.con.cursor() if session is None else session
         timer = threading.Timer(timeout_ms / 1000, cursor.interrupt) if timeout_ms else None
         if timer is not None:
             timer.start()
         try:
             relation = cursor.sql(translated)
+            if relation is None:  # a statement: DDL, DML, begin or commit
+                return pa.table({}), None
             json_columns = [i for i, kind in enumerate(relation.types) if str(kind) == "JSON"]
             table = relation.to_arrow_table()
             for i in json_columns:  # DuckDB exports JSON as plain text: keep its type for the schema
@@ -115,7 +151,35 @@ class FakeBigQuery:
         finally:
             if timer is not None:
                 timer.cancel()
-            cursor.close()
+            if session is None:
+                cursor.close()
+
+
+def _substitute(sql: str, parameters: list[dict[str, Any]]) -> str:
+    """Positional ``?`` parameters written into the SQL as BigQuery literals (outside quotes)."""
+    if not parameters:
+        return sql
+    values = iter(parameters)
+    parts = re.split(r"('(?:[^'\\]|\\.)*'|`[^`]*`)", sql)
+    for i in range(0, len(parts), 2):
+        parts[i] = re.sub(r"\?", lambda _: _literal(next(values)), parts[i])
+    return "".join(parts)
+
+
+def _literal(parameter: dict[str, Any]) -> str:
+    kind = parameter.get("parameterType", {})
+    value = parameter.get("parameterValue", {})
+    if kind.get("type") == "ARRAY":
+        return "[" + ", ".join(_scalar(kind["arrayType"]["type"], v.get("value")) for v in value.get("arrayValues") or []) + "]"
+    return _scalar(kind.get("type", "STRING"), value.get("value"))
+
+
+def _scalar(kind: str, value: Any) -> str:
+    if value is None:
+        return "null"
+    if kind in ("INT64", "FLOAT64", "NUMERIC", "BOOL"):
+        return str(value)
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
 
 
 _STATUS = {"accessDenied": 403, "notFound": 404, "invalidQuery": 400, "timeout": 400}
@@ -241,7 +305,9 @@ def _job_resource(job: Job) -> dict[str, Any]:
         status["errorResult"] = job.error
         status["errors"] = [job.error]
     ref = {"projectId": job.project, "jobId": job.job_id, "location": job.location}
-    stats = {"query": {"totalBytesProcessed": "0", "statementType": "SELECT"}}
+    stats: dict[str, Any] = {"query": {"totalBytesProcessed": "0", "statementType": "SELECT"}}
+    if job.session is not None:
+        stats["sessionInfo"] = {"sessionId": job.session}
     return {"kind": "bigquery#job", "id": f"{job.project}:{job.location}.{job.job_id}", "jobReference": ref,
             "configuration": job.configuration, "status": status, "statistics": stats}
 

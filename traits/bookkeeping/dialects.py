@@ -10,8 +10,9 @@ A row hash is the MD5 of one text that spells out every value with its type and 
 - unambiguous: the length prefix keeps ``('ab','cd')`` apart from ``('a','bcd')`` (the trap of
   chaining Redshift's ``FNV_HASH``); NULL is ``~`` without a tag, never an empty text (the
   trap of Postgres' ``ROW(…)::text``);
-- stable: times are hashed as epoch microseconds or seconds (no time zone or date style
-  involved), floats through the engine's shortest round-trip text, and each session pins its
+- stable: timestamps are hashed at the millisecond, the precision a call sends them at (a change
+  below it sends nothing in local mode either), as epoch milliseconds or a fixed ``to_char``
+  pattern in the pinned UTC zone (no date style involved), floats through the engine's shortest round-trip text, and each session pins its
   time zone and float formatting besides (``session_settings``).
 
 ``ALGORITHM`` names the recipe; a snapshot records the one that wrote it, and a run that meets
@@ -22,12 +23,13 @@ row counts mean the same (id, hash) rows, without a join.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from traits.pipeline.types import Column
 
 #: bumped when any engine's hash text changes
-RECIPE = "v1"
+RECIPE = "v2"
 
 _TAGS = {
     "string": "s", "integer": "i", "float": "f", "decimal": "d", "boolean": "b", "date": "D",
@@ -101,7 +103,8 @@ class Dialect:
         return self.as_text(x)
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"extract(epoch from {x})")
+        # (Redshift's extract(epoch) of a timestamp is a whole number of seconds)
+        return f"to_char({x}, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS')"
 
     def interval_text(self, x: str) -> str:
         return self.as_text(f"extract(epoch from {x})")
@@ -163,7 +166,8 @@ class PostgresDialect(Dialect):
     typed values, each hashed by its type's own extended hash (the one hash partitioning uses,
     so it is stable across versions by necessity). It is NULL-safe, needs no text, and is
     type-aware as equality is: int4 5 and int8 5 hash alike, numeric 1.50 and 1.5 too, ``'5'``
-    and ``5`` do not; ``json`` (which has no hash) is hashed as ``jsonb``. The sorted column
+    and ``5`` do not; ``json`` (which has no hash) is hashed as ``jsonb``, timestamps to the
+    millisecond (what a call carries). The sorted column
     names are part of the row, so a renamed column counts as a change. A 64-bit hash, summed
     exactly for the digest; about a quarter of the cost of reading the result once.
     """
@@ -185,7 +189,9 @@ class PostgresDialect(Dialect):
     def _hashable(self, column: Column) -> str:
         x = self.quote(column.name)
         if column.category == "json":
-            return f"cast({x} as jsonb)"
+            return f"to_jsonb({x})"
+        if column.category == "timestamp":
+            return f"date_trunc('milliseconds', {x})"  # what a call carries, and local mode compares
         if column.category == "null":
             return "cast(null as text)"
         return x
@@ -197,7 +203,8 @@ class PostgresDialect(Dialect):
         return self.as_text(f"trim_scale(cast({x} as numeric))")
 
     def json_text(self, x: str) -> str:
-        return self.as_text(f"cast({x} as jsonb)")
+        # to_jsonb takes json, jsonb, arrays and rows alike (an int[] has no cast to jsonb)
+        return self.as_text(f"to_jsonb({x})")
 
     def not_finite(self, column: Column) -> str:
         x = self.quote(column.name)
@@ -230,16 +237,27 @@ class PostgresMd5Dialect(PostgresDialect):
 
 
 class RedshiftDialect(Dialect):
-    """Redshift: no ``trim_scale`` or ``bit`` casts; ``strtol`` reads the hex."""
+    """Redshift: no ``trim_scale`` or ``bit`` casts; ``strtol`` reads the hex; text is
+    ``varchar(65535)`` (a bare ``varchar`` is 256 bytes, and a longer hash text would be cut);
+    SUPER is spelled out by ``json_serialize`` (a cast to varchar only takes scalars)."""
 
     def decimal_text(self, x: str) -> str:
         return self.as_text(x)
 
+    def json_text(self, x: str) -> str:
+        return f"json_serialize({x})"
+
+    def bytes_text(self, x: str) -> str:
+        return f"to_hex({x})"
+
     def digest_part(self, row_hash: str) -> str:
-        return f"strtol(substring({row_hash}, 1, 15), 16)"
+        # numeric: Redshift's sum of a bigint is a bigint, which 60-bit parts overflow at 8 rows
+        return f"cast(strtol(substring({row_hash}, 1, 15), 16) as numeric(38, 0))"
 
     def session_settings(self) -> list[str]:
-        return ["set timezone to 'UTC'", "set datestyle to 'ISO, YMD'", "set extra_float_digits to 1"]
+        # extra_float_digits 2 (Redshift's maximum): 17 significant digits, which tell every
+        # double apart (1 gives 16, which do not)
+        return ["set timezone to 'UTC'", "set datestyle to 'ISO, YMD'", "set extra_float_digits to 2"]
 
 
 class DuckDBDialect(Dialect):
@@ -247,7 +265,7 @@ class DuckDBDialect(Dialect):
         return self.as_text(f"cast({x} as double)")
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"epoch_us({x})")
+        return self.as_text(f"epoch_ms({x})")
 
     def interval_text(self, x: str) -> str:
         return self.as_text(f"epoch({x})")
@@ -270,11 +288,19 @@ class DuckDBDialect(Dialect):
 
 
 class SnowflakeDialect(Dialect):
+    """Snowflake folds unquoted names to upper case, and the warehouse module shows such a name
+    lower-cased (``USER_ID`` → ``user_id``): a lower-case name is quoted as its folded form, so
+    the bookkeeping SQL finds a result's columns however the trait's SQL spelled them. (A column
+    the SQL quoted in lower case, ``"user_id"``, is the one spelling this cannot reach.)"""
+
+    def quote(self, ident: str) -> str:
+        return super().quote(snowflake_name(ident))
+
     def float_text(self, x: str) -> str:
         return f"to_varchar(cast({x} as double), 'TME')"
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"date_part(epoch_microsecond, {x})")
+        return self.as_text(f"date_part(epoch_millisecond, {x})")
 
     def interval_text(self, x: str) -> str:
         return self.as_text(x)
@@ -286,19 +312,22 @@ class SnowflakeDialect(Dialect):
         return f"to_json({x})"
 
     def digest_part(self, row_hash: str) -> str:
-        return f"to_number(substr({row_hash}, 1, 15), 'XXXXXXXXXXXXXXX')"
+        # the 15 hex digits by place value: what to_number(…, 'XXXXXXXXXXXXXXX') reads, in
+        # functions the stand-in has too
+        digits = (f"(position(substr({row_hash}, {i + 1}, 1) in '0123456789abcdef') - 1) * {16 ** (14 - i)}" for i in range(15))
+        return "(" + " + ".join(digits) + ")"
 
     def not_finite(self, column: Column) -> str:
         x = self.quote(column.name)
         return f"{x} in ('NaN'::double, 'inf'::double, '-inf'::double)"
 
     def session_settings(self) -> list[str]:
-        return ["alter session set timezone = 'UTC'"]
+        return []  # TIMEZONE is a login parameter of the session (session_snowflake)
 
 
 class BigQueryDialect(Dialect):
-    text_type: str = "string"
-    quote_char: str = "`"
+    """BigQuery: backquoted names, STRING (set in ``DIALECTS``: a subclass's own field defaults
+    would not reach the dataclass's ``__init__``)."""
 
     def table(self, schema: str, name: str) -> str:
         return f"`{schema}`.`{name}`"
@@ -307,7 +336,7 @@ class BigQueryDialect(Dialect):
         return self.as_text(f"cast({x} as float64)")
 
     def timestamp_text(self, x: str) -> str:
-        return self.as_text(f"unix_micros(timestamp({x}))")
+        return self.as_text(f"unix_millis(timestamp({x}))")
 
     def interval_text(self, x: str) -> str:
         return self.as_text(x)
@@ -322,11 +351,20 @@ class BigQueryDialect(Dialect):
         return f"to_hex(md5({x}))"
 
     def digest_part(self, row_hash: str) -> str:
-        return f"cast(concat('0x', substr({row_hash}, 1, 15)) as int64)"
+        # numeric: BigQuery's sum of int64 fails on overflow, which 60-bit parts reach at 8 rows
+        return f"cast(cast(concat('0x', substr({row_hash}, 1, 15)) as int64) as numeric(29, 0))"
 
     def not_finite(self, column: Column) -> str:
         x = self.quote(column.name)
         return f"(is_nan({x}) or is_inf({x}))"
+
+
+def snowflake_name(ident: str) -> str:
+    """The name Snowflake stores for ``ident`` written unquoted, when it is a plain lower-case name."""
+    return ident.upper() if _PLAIN_LOWER.match(ident) else ident
+
+
+_PLAIN_LOWER = re.compile(r"^[a-z_][a-z0-9_$]*$")
 
 
 def _literal(text: str) -> str:
@@ -336,10 +374,10 @@ def _literal(text: str) -> str:
 DIALECTS: dict[str, Dialect] = {
     "postgres": PostgresDialect("postgres", text_type="text", scratch_table="unlogged table"),
     "postgres13": PostgresMd5Dialect("postgres", text_type="text", scratch_table="unlogged table"),
-    "redshift": RedshiftDialect("redshift"),
+    "redshift": RedshiftDialect("redshift", text_type="varchar(65535)"),
     "duckdb": DuckDBDialect("duckdb"),
     "snowflake": SnowflakeDialect("snowflake", scratch_table="transient table"),
-    "bigquery": BigQueryDialect("bigquery"),
+    "bigquery": BigQueryDialect("bigquery", text_type="string", quote_char="`"),
 }
 
 

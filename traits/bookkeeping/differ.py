@@ -271,7 +271,7 @@ class WarehouseDiffer:
 
     def _check_unique(self, shape: Shape) -> None:
         dupes = self.session.rows(
-            f"""select {ID}, count(*) as c, count(*) over () as groups from {self.result}
+            f"""select {ID}, count(*) as c, count(*) over () as id_groups from {self.result}
                 group by {ID} having count(*) > 1 order by c desc, {ID} limit {EXAMPLES}"""
         )
         if dupes:
@@ -336,11 +336,15 @@ class WarehouseDiffer:
         shape = self.prepared.shape
         f = f"read_parquet('{sql_path(fetched)}')"
         before = int(self.con.execute(f"select count(*) filter (where {CHANGE} <> 'added') from {f}").fetchall()[0][0])
-        old = "select cast(null as varchar) as id, cast(null as ubigint) as h, cast(null as varchar) as v, cast(null as varchar) as u where false"
+        # the values before get names no trait column has: the trait's own columns (``v``, ``h``…)
+        # stay unqualified in ``shape``'s SQL
+        old = ("select cast(null as varchar) as sql_traits_old_id, cast(null as ubigint) as sql_traits_old_h, "
+               "cast(null as varchar) as sql_traits_old_v, cast(null as varchar) as sql_traits_old_u where false")
         if before:
             files = self.state.snapshot_files(self.name, destination)
             if files:
-                old = f"""select id, h, v, u from ({latest_rows(files, "id, h, v, u, deleted")})
+                old = f"""select id as sql_traits_old_id, h as sql_traits_old_h, v as sql_traits_old_v, u as sql_traits_old_u
+                    from ({latest_rows(files, "id, h, v, u, deleted")})
                     where id in (select {ID} from {f} where {CHANGE} <> 'added')"""
         uid = shape.uid_sql or "cast(null as varchar)"
         sent = f"c.{CHANGE} <> 'exited'"
@@ -349,9 +353,9 @@ class WarehouseDiffer:
                 select c.{ID} as id, c.{CHANGE} as change,
                        case when {sent} then {shape.h_sql} end as h,
                        case when {sent} then {shape.v_sql} end as v,
-                       coalesce(case when {sent} then {uid} end, o.u) as uid,
-                       o.v as old_v, o.h as old_h, o.u as old_u
-                from {f} c left join ({old}) o on o.id = c.{ID}
+                       coalesce(case when {sent} then {uid} end, o.sql_traits_old_u) as uid,
+                       o.sql_traits_old_v as old_v, o.sql_traits_old_h as old_h, o.sql_traits_old_u as old_u
+                from {f} c left join ({old}) o on o.sql_traits_old_id = c.{ID}
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
 

@@ -80,7 +80,7 @@ class Session(ABC):
 
 
 class PostgresSession(Session):
-    """Postgres (and Redshift, which speaks its protocol) through psycopg."""
+    """Postgres through psycopg (Redshift has its own driver's session: ``session_redshift``)."""
 
     def __init__(self, source: str, config: SourceBase, warehouse: Warehouse, engine: str = "postgres") -> None:
         super().__init__(source, config, warehouse)
@@ -209,7 +209,8 @@ class DuckDBSession(Session):
         import duckdb
 
         try:
-            return list(self.con.execute(sql.replace("%s", "?"), list(params) or None).fetchall())
+            # (only a statement with parameters has placeholders: one that embeds the trait's SQL has none)
+            return list(self.con.execute(sql.replace("%s", "?") if params else sql, list(params) or None).fetchall())
         except duckdb.Error as e:
             raise WarehouseError(f"source {self.source}: bookkeeping statement failed: {fmt_error(e)}") from e
 
@@ -266,7 +267,19 @@ def open_session(source: str, config: SourceBase, warehouse: Warehouse, *, trait
     kind = config.type
     if kind == "duckdb":
         return DuckDBSession(source, config, warehouse, trait, config_dir)
-    if kind in ("postgres", "redshift"):
+    if kind == "postgres":
         return PostgresSession(source, config, warehouse, kind)
+    if kind == "redshift":
+        from traits.bookkeeping.session_redshift import RedshiftSession
+
+        return RedshiftSession(source, config, warehouse)
+    if kind == "snowflake":
+        from traits.bookkeeping.session_snowflake import SnowflakeSession
+
+        return SnowflakeSession(source, config, warehouse)
+    if kind == "bigquery":
+        from traits.bookkeeping.session_bigquery import BigQuerySession
+
+        return BigQuerySession(source, config, warehouse)
     raise WarehouseError(f"source {source}: diff: warehouse has no bookkeeping session for type {kind} in this build",
                          hint="use diff: local for this source")
