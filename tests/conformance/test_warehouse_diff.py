@@ -222,20 +222,30 @@ def test_every_mapped_type_hashes_stably(wh_engine: Engine, tmp_path: Path) -> N
 
 
 def test_each_type_change_is_seen(wh_engine: Engine, tmp_path: Path) -> None:
+    """One row per mapped type, each changing only that type's column: every row is seen changed."""
     e = wh_engine
     cases = _typed_values(e)
-    base = ", ".join(f"{before} as {name}" for name, (before, _) in cases.items())
-    pair = Lockstep(e, tmp_path, f"select 'u1' as user_id, {base}")
+
+    def rows(changed: bool) -> str:
+        return "\nunion all\n".join(
+            "select 'u_" + name + "' as user_id, " + ", ".join(
+                f"{after if changed and n == name else before} as {n}" for n, (before, after) in cases.items()
+            )
+            for name in cases
+        )
+
+    pair = Lockstep(e, tmp_path, rows(changed=False))
     pair.settings = {"allow_nested": True}
-    pair.write(f"select 'u1' as user_id, {base}")
-    assert pair.run().counts == (1, 0, 0, 0, 1)
-    for name, (_, after) in cases.items():
-        values = ", ".join(f"{after if n == name else before} as {n}" for n, (before, _) in cases.items())
-        pair.write(f"select 'u1' as user_id, {values}")
-        changed = pair.run()
-        assert changed.counts == (0, 1, 0, 0, 1), f"{e.name}: a change of {name} was not seen"
-        pair.write(f"select 'u1' as user_id, {base}")
-        assert pair.run().counts == (0, 1, 0, 0, 1)
+    pair.write(rows(changed=False))
+    assert pair.run().counts == (len(cases), 0, 0, 0, len(cases))
+    pair.write(rows(changed=True))
+    changed = pair.run()
+    assert changed.counts == (0, len(cases), 0, 0, len(cases)), f"{e.name}: a change of some type was not seen"
+    assert set(_traits(changed)) == {f"u_{name}" for name in cases}
+    pair.write(rows(changed=False))
+    assert pair.run().counts == (0, len(cases), 0, 0, len(cases))
+    pair.write(rows(changed=False))
+    assert pair.run().counts == (0, 0, len(cases), 0, 0)
 
 
 def _typed_values(e: Engine) -> dict[str, tuple[str, str]]:

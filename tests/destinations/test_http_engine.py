@@ -127,12 +127,18 @@ def test_retry_after_pauses_the_whole_destination_without_using_an_attempt() -> 
         report = deliver(segment(receiver.url, max_attempts=1, concurrency=4, max_batch_calls=1), [make_call(i) for i in range(8)])
     assert len(report.acked) == 8
     (first, paused), rest = answered[0], answered[1:]
-    # the first four batches (calls 0-3) were in flight when the 429 came; every request sent
-    # after it (calls 4-7, and the paused one again) waited out the whole pause, whichever
-    # worker sent it: a lower bound the pause guarantees, however loaded the machine
-    later = [t for t, key in rest if int(key) >= 4 or key == paused]
-    assert len(later) == 5
-    assert all(t - first >= 0.95 for t in later), [round(t - first, 3) for t in later]
+    # the paused batch is sent again only once the pause is over, by the worker that got the 429
+    again = [t for t, key in rest if key == paused]
+    assert len(again) == 1
+    assert again[0] - first >= 0.95, round(again[0] - first, 3)
+    # the pause holds the whole destination: of the requests for calls 4-7, only those another
+    # worker had already begun to send before the 429 was read (at most concurrency - 1 = 3)
+    # may go out before it ends; a lower bound the pause guarantees, however loaded the machine
+    later = [t for t, key in rest if int(key) >= 4]
+    assert len(later) == 4
+    early = [round(t - first, 3) for t in later if t - first < 0.95]
+    assert len(early) <= 3, early
+    assert max(later) - first >= 0.95
 
 
 def test_the_deadline_stops_retrying() -> None:
