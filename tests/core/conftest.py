@@ -9,9 +9,11 @@ import pytest
 from tests.conftest import Project, make_project
 
 
-@pytest.fixture(params=["duckdb", "postgres-adbc", "postgres-psycopg", "duckdb+warehouse", "postgres-adbc+warehouse"])
+@pytest.fixture(params=["duckdb", "postgres-adbc", "postgres-psycopg", "postgres-adbc+warehouse"])
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
-    """The same project on DuckDB and the real Postgres (both drivers), and with ``diff: warehouse``."""
+    """The same project on DuckDB and the real Postgres (both drivers), and with ``diff: warehouse``
+    on Postgres (DuckDB's warehouse mode runs the kill and resume cases below, and the
+    conformance suite's lockstep cases)."""
     return make_project(request, tmp_path)
 
 

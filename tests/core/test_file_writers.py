@@ -49,6 +49,8 @@ def _open_until(project: Project, done: threading.Event) -> None:
 
 @pytest.mark.slow
 def test_concurrent_writers_of_one_file_lose_no_acknowledged_call(duck_project: Project) -> None:
+    if duck_project.diff == "warehouse":
+        pytest.skip("the file destination's writers are the same code in both diff modes: run once, in local mode")
     project = duck_project
     project.sql(f"create table people as select 'u' || g as id, g % 97 as n from range({ROWS}) t(g)")
     # large batches make each append long, so writers and checks overlap on every batch
