@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from traits.bookkeeping.dialects import dialect_for
 from traits.bookkeeping.session_ddl import DeferredDDL
-from traits.bookkeeping.sessions import Session
+from traits.bookkeeping.sessions import Session, id_chunks
 from traits.errors import WarehouseError
 
 if TYPE_CHECKING:
@@ -134,11 +134,9 @@ class BigQuerySession(Session):
     def upload_ids(self, table: str, ids: Iterator[pa.Array]) -> int:
         self.execute(f"create table {table} (sql_traits_id string, primary key (sql_traits_id))")
         count = 0
-        for array in ids:
-            values = [v for v in array.cast("string").to_pylist() if v is not None]
-            for start in range(0, len(values), CHUNK):
-                self.execute(f"insert into {table} (sql_traits_id) select id from unnest(%s) as id", [values[start:start + CHUNK]])
-            count += len(array)
+        for chunk in id_chunks(ids, CHUNK):
+            self.execute(f"insert into {table} (sql_traits_id) select id from unnest(%s) as id", [chunk])
+            count += len(chunk)
         return count
 
     def tables(self, prefix: str) -> list[str]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from traits.bookkeeping.dialects import dialect_for
-from traits.bookkeeping.sessions import Session
+from traits.bookkeeping.sessions import Session, id_chunks
 from traits.errors import WarehouseError
 from traits.warehouses.base import APPLICATION_NAME, fmt_error
 
@@ -85,12 +85,9 @@ class RedshiftSession(Session):
     def upload_ids(self, table: str, ids: Iterator[pa.Array]) -> int:
         self.execute(f"create table {table} (sql_traits_id {self.dialect.text_type} primary key)")
         count = 0
-        for array in ids:
-            values = [v for v in array.cast("string").to_pylist() if v is not None]
-            for start in range(0, len(values), CHUNK):
-                chunk = values[start:start + CHUNK]
-                self.execute(f"insert into {table} (sql_traits_id) values " + ", ".join(["(%s)"] * len(chunk)), chunk)
-            count += len(array)
+        for chunk in id_chunks(ids, CHUNK):
+            self.execute(f"insert into {table} (sql_traits_id) values " + ", ".join(["(%s)"] * len(chunk)), chunk)
+            count += len(chunk)
         return count
 
     def tables(self, prefix: str) -> list[str]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from traits.bookkeeping.dialects import dialect_for, snowflake_name
 from traits.bookkeeping.session_ddl import DeferredDDL
-from traits.bookkeeping.sessions import Session
+from traits.bookkeeping.sessions import Session, id_chunks
 from traits.errors import WarehouseError
 from traits.warehouses.base import fmt_error
 
@@ -96,17 +96,15 @@ class SnowflakeSession(Session):
 
         self.execute(f"create {self.dialect.scratch_table} {table} (sql_traits_id {self.dialect.text_type} primary key)")
         count = 0
-        for array in ids:
-            values = [(v,) for v in array.cast("string").to_pylist() if v is not None]
-            for start in range(0, len(values), CHUNK):
-                cursor = self._cursor()
-                try:
-                    cursor.executemany(f"insert into {table} (sql_traits_id) values (%s)", values[start:start + CHUNK])
-                except snowflake.connector.Error as e:
-                    raise self._error(e) from e
-                finally:
-                    cursor.close()
-            count += len(array)
+        for chunk in id_chunks(ids, CHUNK):
+            cursor = self._cursor()
+            try:
+                cursor.executemany(f"insert into {table} (sql_traits_id) values (%s)", [(v,) for v in chunk])
+            except snowflake.connector.Error as e:
+                raise self._error(e) from e
+            finally:
+                cursor.close()
+            count += len(chunk)
         return count
 
     def tables(self, prefix: str) -> list[str]:

@@ -163,6 +163,14 @@ class PostgresSession(Session):
         self.conn.close()
 
 
+def id_chunks(ids: Iterator[pa.Array], size: int) -> Iterator[list[str]]:
+    """The ids of ``ids`` as text, ``size`` at a time (per array: each is a bounded batch)."""
+    for array in ids:
+        values = [v for v in array.cast("string").to_pylist() if v is not None]
+        for start in range(0, len(values), size):
+            yield values[start:start + size]
+
+
 def _copy_text(array: pa.Array) -> bytes:
     """Ids as the lines of COPY's text format (backslash, tab and line ends escaped)."""
     import pyarrow.compute as pc
