@@ -288,11 +288,13 @@ class WarehouseDiffer:
         batches = self.session.stream(f"select {columns} from {self.result}")
         stage((self.fetched.count(b) for b in batches), path, trait=self.name, augment=augment)
 
-    def _user_columns(self) -> str:
+    def _user_columns(self, alias: str = "") -> str:
+        """The result's own columns, quoted (and qualified by ``alias``)."""
         assert self.prepared is not None
         shape = self.prepared.shape
         names = [shape.id_column.name, *([shape.uid_column.name] if shape.uid_column else []), *(c.name for c in shape.traits)]
-        return ", ".join(self.dialect.quote(n) for n in names)
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(prefix + self.dialect.quote(n) for n in names)
 
     def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
         """Write ``out`` (the change file) for a destination whose warehouse snapshot is current."""
@@ -321,14 +323,11 @@ class WarehouseDiffer:
         counts.snapshot_rows = info.rows
         fetched = out.with_name(f"fetched-{destination}.parquet")
         rows = s.stream(
-            f"select c.{ID}, c.{CHANGE}, {self._user_columns_of('n')} from {changes} c left join {self.result} n on n.{ID} = c.{ID}"
+            f"select c.{ID}, c.{CHANGE}, {self._user_columns('n')} from {changes} c left join {self.result} n on n.{ID} = c.{ID}"
         )
         stage((self.fetched.count(b) for b in rows), fetched, trait=self.name)
         self._change_file(destination, fetched, out)
         return counts
-
-    def _user_columns_of(self, alias: str) -> str:
-        return ", ".join(f"{alias}.{c.strip()}" for c in self._user_columns().split(", "))
 
     def _change_file(self, destination: str, fetched: Path, out: Path) -> None:
         """The change file from the fetched changes and the local snapshot's values before."""
