@@ -60,9 +60,9 @@ def build_snapshot(store: object, rows: int, work: Path) -> float:
     con = connect(work, "4GB")  # the bench's own set-up, not the store's
     try:
         con.execute(
-            f"""COPY (select 'user_' || lpad(cast(i as varchar), 8, '0') as id, 'added' as change, hash(i) as h,
-                       '{{"n":' || (i % 1000) || ',"plan":"' || ['free','pro','team'][1 + i % 3] || '"}}' as v,
-                       cast(null as varchar) as uid, cast(null as varchar) as old_v
+            f"""COPY (select 'user_' || lpad(cast(i as varchar), 8, '0') as id, 'added' as change, hash(i) as row_hash,
+                       '{{"n":' || (i % 1000) || ',"plan":"' || ['free','pro','team'][1 + i % 3] || '"}}' as values_json,
+                       cast(null as varchar) as user_id, cast(null as varchar) as old_values_json
                 from range({rows}) t(i) order by hash(i * 31))
             TO '{sql_path(changes)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )

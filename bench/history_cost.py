@@ -23,12 +23,12 @@ def main(rows: int) -> None:
         changes = root / "changes.parquet"
         con = connect(root)
         con.execute(
-            f"""COPY (select 'user-' || g as id, 'changed' as change, hash(g) as h,
+            f"""COPY (select 'user-' || g as id, 'changed' as change, hash(g) as row_hash,
                     '{{"active":true,"open_tickets":' || (g % 17) || ',"plan":"' || (['free','pro','team'])[g % 3 + 1]
-                        || '","score":' || (g % 1000) || '}}' as v,
-                    cast(null as varchar) as uid,
-                    '{{"active":false,"open_tickets":' || (g % 13) || ',"plan":"free","score":' || (g % 999) || '}}' as old_v,
-                    hash(g + 1) as old_h, cast(null as varchar) as old_u
+                        || '","score":' || (g % 1000) || '}}' as values_json,
+                    cast(null as varchar) as user_id,
+                    '{{"active":false,"open_tickets":' || (g % 13) || ',"plan":"free","score":' || (g % 999) || '}}' as old_values_json,
+                    hash(g + 1) as old_row_hash, cast(null as varchar) as old_user_id
                 from range({rows}) t(g)) TO '{sql_path(changes)}' (FORMAT parquet)"""
         )
         ids = [r[0] for r in con.execute(f"select id from read_parquet('{sql_path(changes)}')").fetchall()]

@@ -1,7 +1,7 @@
 """The embedded columnar engine (DuckDB) that stages, validates, diffs and folds snapshots.
 
 Every pass over rows runs here, over Parquet files, with a memory limit and a spill
-directory, never as a Python loop over rows.
+directory, never as a Python loop over rows. What those files hold is ``snapshot_format``'s.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,27 +17,6 @@ if TYPE_CHECKING:
     import duckdb
 
 DEFAULT_MEMORY_LIMIT = "512MB"
-#: bump when the row-hash normalization (``pipeline.types``) changes, so old hashes are recomputed
-HASH_SCHEME = "sql-traits/h1"
-#: SQL for a value that changes whenever the engine's hash function (or our scheme) does
-HASH_CANARY_SQL = f"hash('{HASH_SCHEME}')"
-#: the columns of a snapshot file: id, h (row hash), v (canonical JSON), u (an account's user
-#: id), deleted (an exit), hv (the hash canary of the engine that computed h)
-SNAPSHOT_SELECT = "id, h, v, u, deleted, hv"
-#: the run that got a snapshot row acknowledged; files written before it was kept lack it
-RUN_COLUMN = "r"
-
-
-def delta_columns_sql(uid_sql: str, run_id: str) -> str:
-    """The columns that make a file of added rows (a first sync's change file) a snapshot delta too.
-
-    Snapshot files are read by column name, so a change file that also carries these (and
-    ``id, h, v``) can be kept as the snapshot's delta once every row in it was acknowledged,
-    instead of being written again (``state.sql.record_and_fold``).
-    """
-    run = "'" + run_id.replace("'", "''") + "'"
-    return f"{uid_sql} as u, false as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}"
-
 
 _engine: duckdb.DuckDBPyConnection | None = None
 _engine_lock = threading.Lock()
@@ -100,31 +79,3 @@ def sql_list(paths: Sequence[Path]) -> str:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def latest_rows(
-    files: Sequence[Path], columns: str = SNAPSHOT_SELECT, per_file: Mapping[Path, str] | None = None, *, keep_deleted: bool = False
-) -> str:
-    """SQL for the current rows of a snapshot: a later file's row for an id wins; deleted ones dropped.
-
-    Written as anti joins of each file against the files after it, which is cheap when the
-    first file is large and the later ones small (the shape compaction keeps). ``per_file``
-    replaces the select list for some files (to rehash rows an older engine hashed).
-    ``keep_deleted`` keeps the exits (compaction keeps them, so a profile can say an id exited).
-    """
-    if not files:
-        return (
-            "select cast(null as varchar) as id, cast(null as ubigint) as h, cast(null as varchar) as v, "
-            "cast(null as varchar) as u, false as deleted, cast(null as ubigint) as hv where false"
-        )
-    parts = []
-    for index, file in enumerate(files):
-        later = files[index + 1 :]
-        source = f"read_parquet('{sql_path(file)}')"
-        select = (per_file or {}).get(file, columns)
-        if later:
-            parts.append(f"select {select} from {source} where id not in (select id from read_parquet({sql_list(later)}))")
-        else:
-            parts.append(f"select {select} from {source}")
-    union = "\nunion all\n".join(parts)
-    return f"select * from (\n{union}\n)" + ("" if keep_deleted else " where not deleted")

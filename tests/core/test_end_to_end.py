@@ -194,7 +194,7 @@ def test_rows_hashed_by_another_engine_version_are_rehashed_not_resent(duck_proj
     assert snapshots
     con = duckdb.connect()
     for file in snapshots:  # as if another engine version had written them
-        con.execute(f"copy (select * replace (hv + 1 as hv, h + 7 as h) from read_parquet('{file}')) to '{file}.x' (format parquet)")
+        con.execute(f"copy (select * replace (hash_canary + 1 as hash_canary, row_hash + 7 as row_hash) from read_parquet('{file}')) to '{file}.x' (format parquet)")
         file.with_name(file.name + ".x").replace(file)
     code, out = project.run_json("scores")
     assert code == 0

@@ -17,6 +17,10 @@ from traits.pipeline.payloads import MESSAGE_NAMESPACE, CallBuilder, MessageIds,
 KEYS = ["u1", "é", 'quote"d', "back\\slash", "\x01control", "\u2028", "😀", "it's", "group:x", ""]
 
 
+def relation(path: Path) -> str:
+    return f"read_parquet('{path}')"
+
+
 def _change_file(path: Path) -> Path:
     rows = []
     for i, key in enumerate(KEYS):
@@ -27,8 +31,8 @@ def _change_file(path: Path) -> Path:
     columns = list(zip(*rows, strict=True))
     table = pa.table(
         {
-            "id": pa.array(columns[0], pa.string()), "change": pa.array(columns[1], pa.string()), "h": pa.array(columns[2], pa.uint64()),
-            "v": pa.array(columns[3], pa.string()), "uid": pa.array(columns[4], pa.string()), "old_v": pa.array(columns[5], pa.string()),
+            "id": pa.array(columns[0], pa.string()), "change": pa.array(columns[1], pa.string()), "row_hash": pa.array(columns[2], pa.uint64()),
+            "values_json": pa.array(columns[3], pa.string()), "user_id": pa.array(columns[4], pa.string()), "old_values_json": pa.array(columns[5], pa.string()),
         }
     )
     pq.write_table(table, path)
@@ -53,8 +57,8 @@ def test_engine_calls_equal_python_calls(tmp_path: Path, kind: str, send: str, o
         send=send, on_exit=RULES[on_exit],  # type: ignore[arg-type]
     )
     made = exits = 0
-    for key, change, h, v, uid, old_v, mid, body in duckdb.sql(builder.select_sql(str(path))).fetchall():
-        python = builder.build(key, change, h, v, uid, old_v)
+    for key, change, _, values_json, user_id, old_values_json, mid, body in duckdb.sql(builder.select_sql(relation(path))).fetchall():
+        python = builder.build(key, change, values_json, user_id, old_values_json)
         if body is None:  # left to Python: changed rows when only changes are sent; exits that send nothing
             if change == "exited":
                 assert python is None
@@ -81,10 +85,10 @@ def test_exit_values_per_column() -> None:
         trait="t", kind="user", destination="d", run_id="r", timestamp="2026-01-01T00:00:00.000Z", send="row",
         on_exit=OnExitRules(default="clear", columns={"plan": "keep", "open_tickets": 0, "tier": "free"}),
     )
-    call = builder.build("u1", "exited", None, None, None, json.dumps({"open_tickets": 3, "plan": "pro", "score": 9, "tier": "gold"}))
+    call = builder.build("u1", "exited", None, None, json.dumps({"open_tickets": 3, "plan": "pro", "score": 9, "tier": "gold"}))
     assert call is not None
     assert json.loads(call.body)["traits"] == {"open_tickets": 0, "score": None, "tier": "free"}
-    assert builder.build("u2", "exited", None, None, None, json.dumps({"plan": "pro"})) is None
+    assert builder.build("u2", "exited", None, None, json.dumps({"plan": "pro"})) is None
 
 
 def test_fast_message_ids_are_uuid5() -> None:
@@ -107,8 +111,8 @@ def test_engine_lines_are_the_engine_bodies_and_keys_parse(tmp_path: Path, kind:
         trait="o'trait", kind=kind, destination="dest", run_id="20260101T000000-abc", timestamp="2026-01-01T00:00:00.000Z",  # type: ignore[arg-type]
         send="row", on_exit=RULES[on_exit],  # type: ignore[arg-type]
     )
-    bodies = duckdb.sql(builder.select_sql(str(path))).fetchall()
-    table = duckdb.sql(builder.select_sql(str(path), lines=True)).to_arrow_table()
+    bodies = duckdb.sql(builder.select_sql(relation(path))).fetchall()
+    table = duckdb.sql(builder.select_sql(relation(path), lines=True)).to_arrow_table()
     lines = table.column("line").to_pylist()
     assert len(lines) == len(bodies)
     for (*_, body), line in zip(bodies, lines, strict=True):

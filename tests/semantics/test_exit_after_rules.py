@@ -18,9 +18,9 @@ def _changes(path: Path, exited: list[str], changed: list[str]) -> Path:
     ids = exited + changed
     pq.write_table(pa.table({
         "id": pa.array(ids, pa.string()), "change": pa.array(["exited"] * len(exited) + ["changed"] * len(changed), pa.string()),
-        "h": pa.array([None] * len(exited) + [1] * len(changed), pa.uint64()), "v": pa.array([None] * len(exited) + ['{"a":1}'] * len(changed), pa.string()),
-        "uid": pa.array([None] * len(ids), pa.string()), "old_v": pa.array(['{"a":0}'] * len(ids), pa.string()),
-        "old_h": pa.array([0] * len(ids), pa.uint64()), "old_u": pa.array([None] * len(ids), pa.string()),
+        "row_hash": pa.array([None] * len(exited) + [1] * len(changed), pa.uint64()), "values_json": pa.array([None] * len(exited) + ['{"a":1}'] * len(changed), pa.string()),
+        "user_id": pa.array([None] * len(ids), pa.string()), "old_values_json": pa.array(['{"a":0}'] * len(ids), pa.string()),
+        "old_row_hash": pa.array([0] * len(ids), pa.uint64()), "old_user_id": pa.array([None] * len(ids), pa.string()),
     }), path)
     return path
 

@@ -8,19 +8,20 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from traits.state.base import CHANGE_COLUMNS, StateStore
+from traits.snapshot_format import CHANGE_COLUMNS
+from traits.state.base import StateStore
 from traits.state.records import RunRecord
 
 from .test_state_store import ack
 
 
 def write_changes(path: Path, rows: list[tuple[str, str, int | None, str | None, int | None, str | None]]) -> Path:
-    """(id, change, h, v, old_h, old_v) as ``pipeline.diff`` writes them."""
+    """(id, change, row_hash, values_json, old_row_hash, old_values_json) as ``pipeline.diff`` writes them."""
     table = pa.table({
         "id": pa.array([r[0] for r in rows], pa.string()), "change": pa.array([r[1] for r in rows], pa.string()),
-        "h": pa.array([r[2] for r in rows], pa.uint64()), "v": pa.array([r[3] for r in rows], pa.string()),
-        "uid": pa.array([None] * len(rows), pa.string()), "old_v": pa.array([r[5] for r in rows], pa.string()),
-        "old_h": pa.array([r[4] for r in rows], pa.uint64()), "old_u": pa.array([None] * len(rows), pa.string()),
+        "row_hash": pa.array([r[2] for r in rows], pa.uint64()), "values_json": pa.array([r[3] for r in rows], pa.string()),
+        "user_id": pa.array([None] * len(rows), pa.string()), "old_values_json": pa.array([r[5] for r in rows], pa.string()),
+        "old_row_hash": pa.array([r[4] for r in rows], pa.uint64()), "old_user_id": pa.array([None] * len(rows), pa.string()),
     })
     pq.write_table(table, path)
     return path

@@ -1,5 +1,5 @@
 """A first sync's change file, every row acknowledged, becomes the snapshot's delta and the run's
-changes as it is (``columnar.delta_columns_sql``); with some rows unacknowledged, only the
+changes as it is (``snapshot_format.delta_columns_sql``); with some rows unacknowledged, only the
 acknowledged ones advance the snapshot. Either way the snapshot and the recorded changes read
 the same as when the rows are written again."""
 
@@ -11,7 +11,8 @@ import duckdb
 import pytest
 
 from traits import columnar
-from traits.state.base import CHANGE_COLUMNS, StateStore
+from traits.snapshot_format import CHANGE_COLUMNS, delta_columns_sql
+from traits.state.base import StateStore
 
 from .test_state_store import ack
 
@@ -25,9 +26,9 @@ def first_sync_changes(path: Path, ids: list[str], value: int = 1) -> Path:
         rows = ", ".join(f"('{i}', {n})" for n, i in enumerate(ids))
         con.execute(
             f"""COPY (
-                select id, 'added' as change, hash(id)::ubigint as h, '{{"x":{value}}}' as v, cast(null as varchar) as uid,
-                       cast(null as varchar) as old_v, cast(null as ubigint) as old_h, cast(null as varchar) as old_u,
-                       {columnar.delta_columns_sql("cast(null as varchar)", RUN)}
+                select id, 'added' as change, hash(id)::ubigint as row_hash, '{{"x":{value}}}' as values_json, cast(null as varchar) as user_id,
+                       cast(null as ubigint) as old_row_hash, cast(null as varchar) as old_values_json, cast(null as varchar) as old_user_id,
+                       {delta_columns_sql(RUN)}
                 from (values {rows}) t(id, n)
             ) TO '{columnar.sql_path(path)}' (FORMAT parquet)"""
         )

@@ -15,14 +15,14 @@ from .test_state_store import ack, snapshot
 
 
 def changes(path: Path, rows: list[tuple[str, str, str | None, str | None]]) -> Path:
-    """A change file: (id, change, v, old_v); h is derived from v."""
+    """A change file: (id, change, values_json, old_values_json); row_hash is derived from values_json."""
     table = pa.table({
         "id": pa.array([r[0] for r in rows], pa.string()),
         "change": pa.array([r[1] for r in rows], pa.string()),
-        "h": pa.array([abs(hash(r[2])) % 2**63 if r[2] else None for r in rows], pa.uint64()),
-        "v": pa.array([r[2] for r in rows], pa.string()),
-        "uid": pa.array([None] * len(rows), pa.string()),
-        "old_v": pa.array([r[3] for r in rows], pa.string()),
+        "row_hash": pa.array([abs(hash(r[2])) % 2**63 if r[2] else None for r in rows], pa.uint64()),
+        "values_json": pa.array([r[2] for r in rows], pa.string()),
+        "user_id": pa.array([None] * len(rows), pa.string()),
+        "old_values_json": pa.array([r[3] for r in rows], pa.string()),
     })
     pq.write_table(table, path)
     return path

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from traits.columnar import latest_rows
 from traits.destinations.base import Call
 from traits.errors import LockedError
+from traits.snapshot_format import latest_rows
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 
@@ -29,15 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # -- helpers -----------------------------------------------------------------------------------
 def write_changes(path: Path, rows: list[tuple[str, str, int | None, str | None]]) -> Path:
-    """A change file as ``pipeline.diff`` writes it: (id, change, h, v, uid, old_v)."""
+    """A change file as ``pipeline.diff`` writes it: (id, change, row_hash, values_json, user_id, old_values_json)."""
     table = pa.table(
         {
             "id": pa.array([r[0] for r in rows], pa.string()),
             "change": pa.array([r[1] for r in rows], pa.string()),
-            "h": pa.array([r[2] for r in rows], pa.uint64()),
-            "v": pa.array([r[3] for r in rows], pa.string()),
-            "uid": pa.array([None] * len(rows), pa.string()),
-            "old_v": pa.array([None] * len(rows), pa.string()),
+            "row_hash": pa.array([r[2] for r in rows], pa.uint64()),
+            "values_json": pa.array([r[3] for r in rows], pa.string()),
+            "user_id": pa.array([None] * len(rows), pa.string()),
+            "old_values_json": pa.array([None] * len(rows), pa.string()),
         }
     )
     pq.write_table(table, path)
@@ -58,7 +58,7 @@ def snapshot(store: StateStore, trait: str, destination: str) -> dict[str, tuple
         return {}
     con = duckdb.connect()
     try:
-        rows = con.sql(latest_rows(files)).fetchall()
+        rows = con.sql(latest_rows(con, files)).fetchall()
     finally:
         con.close()
     return {str(r[0]): (int(r[1]), str(r[2])) for r in rows}
@@ -312,12 +312,12 @@ def test_run_dir_is_local(store: StateStore) -> None:
 
 
 def test_snapshot_keeps_the_user_id_and_the_hash_canary(store: StateStore, tmp_path: Path) -> None:
-    from traits.columnar import HASH_CANARY_SQL
+    from traits.snapshot_format import HASH_CANARY_SQL
 
     path = tmp_path / "c.parquet"
     write_changes(path, [("acme", "added", 1, '{"plan":"pro"}'), ("solo", "added", 2, "{}")])
     table = pq.read_table(path)
-    table = table.set_column(table.schema.get_field_index("uid"), "uid", pa.array(["u-1", ""], pa.string()))
+    table = table.set_column(table.schema.get_field_index("user_id"), "user_id", pa.array(["u-1", ""], pa.string()))
     pq.write_table(table, path)
     ack(store, "r1", "t", "d", ["acme", "solo"])
     store.commit("r1", "t", "d", path)
@@ -325,7 +325,7 @@ def test_snapshot_keeps_the_user_id_and_the_hash_canary(store: StateStore, tmp_p
     try:
         canary = con.execute(f"select {HASH_CANARY_SQL}").fetchone()[0]  # type: ignore[index]
         files = store.snapshot_files("t", "d")
-        rows = con.execute(f"select id, u, hv from ({latest_rows(files)}) order by id").fetchall()
+        rows = con.execute(f"select id, user_id, hash_canary from ({latest_rows(con, files)}) order by id").fetchall()
     finally:
         con.close()
     assert rows == [("acme", "u-1", canary), ("solo", "", canary)]
@@ -345,13 +345,13 @@ def test_postgres_exports_one_file_per_hash_canary(backend: Backend, store: Stat
     store.commit("r1", "t", "d", changes)
     assert len(store.snapshot_files("t", "d")) == 1
     with psycopg.connect(store.dsn, autocommit=True) as conn:
-        conn.execute(f"update {store.s}.snapshot_rows set hv = 12345 where id = 'a'")
+        conn.execute(f"update {store.s}.snapshot_rows set hash_canary = 12345 where id = 'a'")
         conn.execute(f"update {store.s}.snapshots set version = version + 1, token = 'x'")
     files = store.snapshot_files("t", "d")
     assert len(files) == 2
     con = duckdb.connect()
     try:
-        rows = con.execute(f"select id, hv from ({latest_rows(files)}) order by id").fetchall()
+        rows = con.execute(f"select id, hash_canary from ({latest_rows(con, files)}) order by id").fetchall()
     finally:
         con.close()
     assert rows[0] == ("a", 12345 + 2**63)

@@ -44,11 +44,11 @@ from traits.bookkeeping.tables import (
     snapshot_table,
     upload_table,
 )
-from traits.columnar import latest_rows, sql_path
+from traits.columnar import sql_path
 from traits.errors import ValidationError
-from traits.pipeline.diff import write_no_changes
 from traits.pipeline.stage import checked_schema, stage
 from traits.pipeline.validate import EXAMPLES, Shape, check_shape, non_finite_columns
+from traits.snapshot_format import latest_rows, source, write_no_changes
 from traits.state.base import warehouse_lineage_key as lineage_key
 from traits.state.records import DestinationCounts
 from traits.warehouses.base import limited, strip_sql
@@ -335,25 +335,27 @@ class WarehouseDiffer:
         shape = self.prepared.shape
         f = f"read_parquet('{sql_path(fetched)}')"
         before = int(self.con.execute(f"select count(*) filter (where {CHANGE} <> 'added') from {f}").fetchall()[0][0])
-        # the values before get names no trait column has: the trait's own columns (``v``, ``h``…)
-        # stay unqualified in ``shape``'s SQL
-        old = ("select cast(null as varchar) as sql_traits_old_id, cast(null as ubigint) as sql_traits_old_h, "
-               "cast(null as varchar) as sql_traits_old_v, cast(null as varchar) as sql_traits_old_u where false")
+        # the values before get names no trait column has: the trait's own columns (``user_id``,
+        # ``values_json``…) stay unqualified in ``shape``'s SQL
+        old = ("select cast(null as varchar) as sql_traits_old_id, cast(null as ubigint) as sql_traits_old_row_hash, "
+               "cast(null as varchar) as sql_traits_old_values_json, cast(null as varchar) as sql_traits_old_user_id where false")
         if before:
             files = self.state.snapshot_files(self.name, destination)
             if files:
-                old = f"""select id as sql_traits_old_id, h as sql_traits_old_h, v as sql_traits_old_v, u as sql_traits_old_u
-                    from ({latest_rows(files, "id, h, v, u, deleted")})
+                old = f"""select id as sql_traits_old_id, row_hash as sql_traits_old_row_hash, values_json as sql_traits_old_values_json,
+                        user_id as sql_traits_old_user_id
+                    from ({latest_rows(self.con, files, "id, row_hash, values_json, user_id, exited")})
                     where id in (select {ID} from {f} where {CHANGE} <> 'added')"""
-        uid = shape.uid_sql or "cast(null as varchar)"
+        user_id = shape.uid_sql or "cast(null as varchar)"
         sent = f"c.{CHANGE} <> 'exited'"
         self.con.execute(
             f"""COPY (
                 select c.{ID} as id, c.{CHANGE} as change,
-                       case when {sent} then {shape.h_sql} end as h,
-                       case when {sent} then {shape.v_sql} end as v,
-                       coalesce(case when {sent} then {uid} end, o.sql_traits_old_u) as uid,
-                       o.sql_traits_old_v as old_v, o.sql_traits_old_h as old_h, o.sql_traits_old_u as old_u
+                       case when {sent} then {shape.h_sql} end as row_hash,
+                       case when {sent} then {shape.v_sql} end as values_json,
+                       coalesce(case when {sent} then {user_id} end, o.sql_traits_old_user_id) as user_id,
+                       o.sql_traits_old_row_hash as old_row_hash, o.sql_traits_old_values_json as old_values_json,
+                       o.sql_traits_old_user_id as old_user_id
                 from {f} c left join ({old}) o on o.sql_traits_old_id = c.{ID}
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
@@ -391,7 +393,7 @@ class WarehouseDiffer:
         info = self.snapshot_info(destination)
         assert info is not None
         s = self.session
-        changes = f"read_parquet('{sql_path(change_file)}')"
+        changes = source(self.con, change_file, "changes")
         acked_ids = f"select id from read_parquet('{sql_path(acked)}')"
         unacked_ids = f"select id from {changes} where id not in ({acked_ids})"
         change_table = s.table(changes_table(self.run_id, self.name, destination))
@@ -421,7 +423,7 @@ class WarehouseDiffer:
         """Rebuild the snapshot from the result: every row, less the changes not acknowledged
         (an unacknowledged change or exit stays as a NULL hash, so it is sent again)."""
         s = self.session
-        changes = f"read_parquet('{sql_path(change_file)}')"
+        changes = source(self.con, change_file, "changes")
         acked_ids = f"select id from read_parquet('{sql_path(acked)}')" if acked is not None else "select cast(null as varchar) as id where false"
         unsent = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
         different = s.table(upload_table(self.run_id, self.name, destination, UNSENT_DIFFERENT))

@@ -18,6 +18,7 @@ from traits.pipeline.exits import ExitPolicy
 from traits.pipeline.known import identity_for
 from traits.pipeline.run import RunOptions, run_trait
 from traits.pipeline.trait_keys import reserved_warnings
+from traits.snapshot_format import latest_rows
 from traits.state.base import StateStore
 from traits.warehouses import open_warehouse
 
@@ -189,7 +190,7 @@ def _known_ids(config: Config, state: StateStore, name: str, ids: list[str]) -> 
             snapshot = state.snapshot_files(name, destination)
             if snapshot:
                 placeholders = ", ".join("?" for _ in ids)
-                rows = con.execute(f"select id from ({columnar.latest_rows(snapshot, 'id, deleted')}) where id in ({placeholders})", ids).fetchall()
+                rows = con.execute(f"select id from ({latest_rows(con, snapshot, 'id, exited')}) where id in ({placeholders})", ids).fetchall()
                 found.update(str(r[0]) for r in rows)
     finally:
         con.close()

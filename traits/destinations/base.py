@@ -27,8 +27,6 @@ class Call:
     change: Change
     message_id: str
     body: bytes  # the call as JSON, without sentAt
-    h: int | None = None  # the hash of the values the call carries (None for an exit)
-    v: str | None = None  # the canonical JSON of those values (None for an exit)
 
 
 @dataclass(slots=True)

@@ -23,6 +23,7 @@ from traits.config.env import redact
 from traits.destinations.base import Call, CallBlock, Destination
 from traits.errors import TraitsError
 from traits.pipeline.payloads import CallBuilder
+from traits.snapshot_format import source
 from traits.state.base import AckLog
 from traits.state.records import MAX_REJECTIONS_KEPT, DestinationCounts
 
@@ -49,7 +50,7 @@ def _chunks(
     """
     con = columnar.connect()
     try:
-        relation = con.sql(builder.select_sql(columnar.sql_path(changes), lines=bulk))
+        relation = con.sql(builder.select_sql(source(con, changes, "changes"), lines=bulk))
         # a streaming reader keeps memory at a chunk; DuckDB 2 renamed fetch_arrow_reader
         reader = getattr(relation, "to_arrow_reader", None) or getattr(relation, "fetch_arrow_reader")  # noqa: B009
         for batch in reader(rows):
@@ -59,12 +60,12 @@ def _chunks(
             columns = [batch.column(i).to_pylist() for i in range(8)]
             calls: list[Call] = []
             skipped: list[str] = []
-            for key, change, h, v, uid, old_v, mid, body in zip(*columns, strict=True):
+            for key, change, _, values_json, user_id, old_values_json, mid, body in zip(*columns, strict=True):
                 if body is not None:
                     made = body.encode()[:-1] if bulk else body  # a line ends in a newline
-                    calls.append(Call(key, change, mid, made, h, v))
+                    calls.append(Call(key, change, mid, made))
                     continue
-                call = builder.build(key, change, h, v, uid, old_v)
+                call = builder.build(key, change, values_json, user_id, old_values_json)
                 if call is None:
                     skipped.append(key)
                 else:

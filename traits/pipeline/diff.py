@@ -1,11 +1,12 @@
 """Diff: compare the staged result's row hashes with one destination's snapshot.
 
 Every id is exactly one of added, changed, unchanged or exited. The comparison is a join run
-by the columnar engine over files (``Differ`` is the seam a warehouse-side diff would
-replace). Only added, changed and exited rows are written to the change file, with the
-values a call needs: the new canonical JSON, and for exits and changed rows the old values
-(``old_v``, ``old_h``, ``old_u``: what the snapshot held), which the run's history keeps so
-``traits revert`` can send them again.
+by the columnar engine over files (``Differ`` is the seam ``bookkeeping.differ``, the
+warehouse-side diff, implements too). Only added, changed and exited rows are written to the
+change file (``snapshot_format``'s layout), with the values a call needs: the new canonical
+JSON, and for exits and changed rows the old values (``old_values_json``, ``old_row_hash``,
+``old_user_id``: what the snapshot held), which the run's history keeps so ``traits revert``
+can send them again.
 """
 
 from __future__ import annotations
@@ -14,9 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from traits.columnar import HASH_CANARY_SQL, delta_columns_sql, latest_rows, sql_path
+from traits.columnar import sql_path
 from traits.errors import GuardError
-from traits.pipeline.validate import DIGEST_MODULUS, HASH_COLUMN, RowSummary, digest_sql, pair_hash_sql
+from traits.pipeline.validate import RowSummary
+from traits.snapshot_format import (
+    DIGEST_MODULUS,
+    HASH_CANARY_SQL,
+    STAGED_ROW_HASH,
+    delta_columns_sql,
+    digest_sql,
+    latest_rows,
+    pair_hash_sql,
+    source,
+    write_no_changes,
+)
 from traits.state.records import DestinationCounts
 
 if TYPE_CHECKING:
@@ -29,7 +41,7 @@ class Differ(Protocol):
     """The diff of one run, per destination, in either mode (``bookkeeping.differ`` is the other)."""
 
     def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
-        """Write the change file ``out`` (id, change, h, v, uid, old_v, old_h, old_u) and count the outcomes.
+        """Write the change file ``out`` (``snapshot_format.CHANGE_FILE_COLUMNS``) and count the outcomes.
 
         Changed rows and exits carry the values the destination held (the run's history keeps
         them, for revert).
@@ -56,13 +68,13 @@ class LocalDiffer:
         self.canary = int(row[0]) if row else 0
 
     def _hashes(self, snapshot: list[Path]) -> str:
-        """The snapshot's (id, h), with rows an older hash function wrote rehashed from their values."""
+        """The snapshot's (id, row_hash), with rows an older hash function wrote rehashed from their values."""
         stale = {}
         for file in snapshot:
-            row = self.con.execute(f"select hv from read_parquet('{sql_path(file)}') limit 1").fetchone()
+            row = self.con.execute(f"select hash_canary from {source(self.con, file, 'snapshot')} limit 1").fetchone()
             if row is not None and row[0] is not None and int(row[0]) != self.canary:
-                stale[file] = f"id, {self.shape.rehash_sql} as h, deleted"
-        return latest_rows(snapshot, "id, h, deleted", stale)
+                stale[file] = f"id, {self.shape.rehash_sql} as row_hash, exited"
+        return latest_rows(self.con, snapshot, "id, row_hash, exited", stale)
 
     def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
         snapshot = self.snapshots(destination)
@@ -71,17 +83,18 @@ class LocalDiffer:
             return self._first_sync(out)
         con = self.con
         hashes = self._hashes(snapshot)
-        snap_rows, snap_digest = (int(x) for x in con.execute(digest_sql(f"select id, h from ({hashes})")).fetchone() or (0, 0))
+        snap_rows, snap_digest = (int(x) for x in con.execute(digest_sql(f"select id, row_hash from ({hashes})")).fetchone() or (0, 0))
         if not full_resync and snap_rows == self.summary.rows and snap_digest == self.summary.digest:
             # the result holds exactly the snapshot's rows: nothing to join, nothing to send
             return self._unchanged(out)
-        differs = "true" if full_resync else "n.h is distinct from s.h"
-        fp = f"(select {self.shape.id_sql} as id, {HASH_COLUMN} as h from read_parquet('{sql_path(self.staged)}'))"
+        differs = "true" if full_resync else "n.row_hash is distinct from s.row_hash"
+        staged = source(con, self.staged, "staged")
+        fp = f"(select {self.shape.id_sql} as id, {STAGED_ROW_HASH} as row_hash from {staged})"
         con.execute(
             f"""create or replace temp table delta as
             select coalesce(n.id, s.id) as id,
                    case when s.id is null then 'added' when n.id is null then 'exited' else 'changed' end as change,
-                   n.h as h, s.h as sh
+                   n.row_hash as row_hash, s.row_hash as old_row_hash
             from {fp} n
             full outer join ({hashes}) s on n.id = s.id
             where {differs}"""
@@ -94,23 +107,23 @@ class LocalDiffer:
         counts.unchanged = self.summary.rows - counts.added - counts.changed
         counts.snapshot_rows = counts.unchanged + counts.changed + counts.exited
         old_for = "d.change = 'exited' or d.change = 'changed'"
-        uid = self.shape.uid_sql or "cast(null as varchar)"
+        user_id = self.shape.uid_sql or "cast(null as varchar)"
         # the JSON of a row is built only for the rows that will be sent, and each file is
         # read again only when some row needs it
-        none = "select cast(null as varchar) as id, cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as u where false"
+        none = "select cast(null as varchar) as id, cast(null as varchar) as values_json, cast(null as varchar) as user_id where false"
         values = none
         if counts.added or counts.changed:
-            values = f"""select {self.shape.id_sql} as id, {self.shape.v_sql} as v, {uid} as uid
-                from read_parquet('{sql_path(self.staged)}')
+            values = f"""select {self.shape.id_sql} as id, {self.shape.v_sql} as values_json, {user_id} as user_id
+                from {staged}
                 where {self.shape.id_sql} in (select id from delta where change <> 'exited')"""
         old = none
         if counts.exited or counts.changed:
-            old = f"""select id, v, u from ({latest_rows(snapshot, "id, v, u, deleted")})
+            old = f"""select id, values_json, user_id from ({latest_rows(con, snapshot, "id, values_json, user_id, exited")})
                 where id in (select id from delta d where {old_for})"""
         con.execute(
             f"""COPY (
-                select d.id, d.change, d.h, r.v, coalesce(r.uid, o.u) as uid, o.v as old_v,
-                       d.sh as old_h, o.u as old_u
+                select d.id, d.change, d.row_hash, r.values_json, coalesce(r.user_id, o.user_id) as user_id,
+                       d.old_row_hash, o.values_json as old_values_json, o.user_id as old_user_id
                 from delta d
                 left join ({values}) r on r.id = d.id
                 left join ({old}) o on o.id = d.id
@@ -126,8 +139,8 @@ class LocalDiffer:
         what is left of the snapshot (whose ids are unique), and the changed ids unique.
         """
         row = self.con.execute(
-            f"""select count(*) filter (where change <> 'exited'), coalesce(sum({pair_hash_sql("h")}) filter (where change <> 'exited'), 0),
-                      count(*) filter (where change <> 'added'), coalesce(sum({pair_hash_sql("sh")}) filter (where change <> 'added'), 0),
+            f"""select count(*) filter (where change <> 'exited'), coalesce(sum({pair_hash_sql("row_hash")}) filter (where change <> 'exited'), 0),
+                      count(*) filter (where change <> 'added'), coalesce(sum({pair_hash_sql("old_row_hash")}) filter (where change <> 'added'), 0),
                       count(distinct id) = count(*)
                from delta"""
         ).fetchone()
@@ -148,28 +161,17 @@ class LocalDiffer:
         It carries the snapshot's columns too, so a commit that finds every row acknowledged
         keeps it as the snapshot's delta instead of writing the 10M rows again.
         """
-        uid = self.shape.uid_sql or "cast(null as varchar)"
-        as_delta = f", {delta_columns_sql(uid, self.run_id)}" if self.run_id is not None else ""
+        user_id = self.shape.uid_sql or "cast(null as varchar)"
+        as_delta = f", {delta_columns_sql(self.run_id)}" if self.run_id is not None else ""
         self.con.execute(
             f"""COPY (
-                select {self.shape.id_sql} as id, 'added' as change, {HASH_COLUMN} as h, {self.shape.v_sql} as v,
-                       {uid} as uid, cast(null as varchar) as old_v, cast(null as ubigint) as old_h, cast(null as varchar) as old_u{as_delta}
-                from read_parquet('{sql_path(self.staged)}')
+                select {self.shape.id_sql} as id, 'added' as change, {STAGED_ROW_HASH} as row_hash, {self.shape.v_sql} as values_json,
+                       {user_id} as user_id, cast(null as ubigint) as old_row_hash, cast(null as varchar) as old_values_json,
+                       cast(null as varchar) as old_user_id{as_delta}
+                from {source(self.con, self.staged, "staged")}
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
         return DestinationCounts(added=self.summary.rows)
-
-
-def write_no_changes(con: duckdb.DuckDBPyConnection, out: Path) -> None:
-    """An empty change file: nothing to send."""
-    con.execute(
-        f"""COPY (
-            select cast(null as varchar) as id, cast(null as varchar) as change, cast(null as ubigint) as h,
-                   cast(null as varchar) as v, cast(null as varchar) as uid, cast(null as varchar) as old_v,
-                   cast(null as ubigint) as old_h, cast(null as varchar) as old_u
-            where false
-        ) TO '{sql_path(out)}' (FORMAT parquet)"""
-    )
 
 
 def guard(name: str, destination: str, *, changed: int, exits: int, snapshot_rows: int,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from traits.columnar import sql_path
 from traits.config.models import ExitAfter, OnExitRules
+from traits.snapshot_format import source
 
 if TYPE_CHECKING:
     import duckdb
@@ -64,21 +65,22 @@ class ExitPolicy:
     def rule(self, column: str) -> str | None:
         return self.columns.get(column, self.default)
 
-    def traits(self, old_v: str | None) -> str | None:
-        """The exit call's traits JSON for a row whose last values were ``old_v``; None: no call."""
-        old: dict[str, Any] = json.loads(old_v or "{}")
+    def traits(self, old_values_json: str | None) -> str | None:
+        """The exit call's traits JSON for a row whose last values were ``old_values_json``; None: no call."""
+        old: dict[str, Any] = json.loads(old_values_json or "{}")
         parts = [f"{encode_basestring(k)}:{rule}" for k in old if (rule := self.rule(k)) is not None]
         return "{" + ",".join(parts) + "}" if parts else None
 
-    def traits_sql(self, old_v: str = "old_v") -> str:
-        """``traits`` as SQL over the column ``old_v``: NULL where no call is sent."""
+    def traits_sql(self, old_values_json: str = "old_values_json") -> str:
+        """``traits`` as SQL over the column ``old_values_json``: NULL where no call is sent."""
         default = "NULL" if self.default is None else _lit(self.default)
         if self.columns:
             whens = " ".join(f"when {_lit(k)} then {'NULL' if v is None else _lit(v)}" for k, v in self.columns.items())
             rule = f"(case k {whens} else {default} end)"
         else:
             rule = default
-        parts = f"list_filter(list_transform(json_keys(coalesce({old_v}, '{{}}')), lambda k: to_json(k)::VARCHAR || ':' || {rule}), lambda x: x is not null)"
+        keys = f"json_keys(coalesce({old_values_json}, '{{}}'))"
+        parts = f"list_filter(list_transform({keys}, lambda k: to_json(k)::VARCHAR || ':' || {rule}), lambda x: x is not null)"
         return f"(case when len({parts}) > 0 then concat('{{', array_to_string({parts}, ','), '}}') end)"
 
 
@@ -95,7 +97,7 @@ def exit_calls(con: duckdb.DuckDBPyConnection, changes: Path, policy: ExitPolicy
     if policy.sends_nothing:
         return 0
     row = con.execute(
-        f"select count(*) from read_parquet('{sql_path(changes)}') where change = 'exited' and {policy.traits_sql()} is not null"
+        f"select count(*) from {source(con, changes, 'changes')} where change = 'exited' and {policy.traits_sql()} is not null"
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -125,7 +127,7 @@ def hold_back(
     to read (the pending file is written empty only when one is kept, to clear it).
     """
     out = pending_path(changes, destination)
-    source = f"read_parquet('{sql_path(changes)}')"
+    changed = source(con, changes, "changes")
     previous = state.pending_exits(trait, destination)
     if exited == 0:
         if previous is not None:
@@ -142,7 +144,7 @@ def hold_back(
         select c.id, coalesce(p.first_missing_at, {now}) as first_missing_at,
                cast(case when p.run_id = {_lit(run_id)} then p.misses else coalesce(p.misses, 0) + 1 end as integer) as misses,
                {_lit(run_id)} as run_id
-        from {source} c left join {before} p on p.id = c.id
+        from {changed} c left join {before} p on p.id = c.id
         where c.change = 'exited'"""
     )
     if exit_after is None:
@@ -157,7 +159,7 @@ def hold_back(
     if pending:
         tmp = changes.with_name(changes.name + ".held.tmp")
         con.execute(
-            f"""COPY (select * from {source} where not (change = 'exited' and id in (select id from missing where not due)))
+            f"""COPY (select * from {changed} where not (change = 'exited' and id in (select id from missing where not due)))
             TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
         os.replace(tmp, changes)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from traits.columnar import sql_path
 from traits.errors import GuardError
+from traits.snapshot_format import source
 from traits.warehouses import open_warehouse
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def check_known_ratio(config: Config, name: str, con: duckdb.DuckDBPyConnection,
     identity = identity_for(config, name)
     if identity is not None:
         rows = con.execute(
-            f"select id from (select {shape.id_sql} as id from read_parquet('{sql_path(staged)}')) order by hash(id), id limit {SAMPLE_IDS}"
+            f"select id from (select {shape.id_sql} as id from {source(con, staged, 'staged')}) order by hash(id), id limit {SAMPLE_IDS}"
         ).fetchall()
         ids = [str(r[0]) for r in rows]
         trait = config.traits[name]
@@ -60,7 +60,7 @@ def check_known_ratio(config: Config, name: str, con: duckdb.DuckDBPyConnection,
         checked, known = record.rows, record.rows - counts.added
         changes = staged.with_name(f"changes-{destination}.parquet")
         unknown = [str(r[0]) for r in con.execute(
-            f"select id from read_parquet('{sql_path(changes)}') where change = 'added' order by id limit {EXAMPLES}"
+            f"select id from {source(con, changes, 'changes')} where change = 'added' order by id limit {EXAMPLES}"
         ).fetchall()] if changes.exists() else []
         basis = f"the ids already synced to {destination}"
         sampled = f"{checked:,} ids"

@@ -88,30 +88,30 @@ class CallBuilder:
             for change in ("added", "changed", "exited")
         }
 
-    def build(self, key: str, change: Change, h: int | None, v: str | None, uid: str | None, old_v: str | None) -> Call | None:
+    def build(self, key: str, change: Change, values_json: str | None, user_id: str | None, old_values_json: str | None) -> Call | None:
         """The call for one changed row, or None when nothing is to be sent for it."""
         if change == "exited":
-            exit_traits = self.exits.traits(old_v)
+            exit_traits = self.exits.traits(old_values_json)
             if exit_traits is None:  # every column kept: nothing to send
                 return None
             traits = exit_traits
-        elif self.send_changed_only and change == "changed" and old_v is not None and v is not None:
-            traits = _changed_only(v, old_v)
+        elif self.send_changed_only and change == "changed" and old_values_json is not None and values_json is not None:
+            traits = _changed_only(values_json, old_values_json)
         else:
-            traits = v or "{}"
+            traits = values_json or "{}"
         mid = self._message_id(key)
-        ids = self._ids(key, uid)
+        ids = self._ids(key, user_id)
         body = (
             f'{ids},"traits":{traits},"messageId":"{mid}","timestamp":{self._stamp},"context":{self._context[change]}}}'
         ).encode()
-        return Call(key=key, change=change, message_id=mid, body=self._prefix + body, h=h, v=v)
+        return Call(key=key, change=change, message_id=mid, body=self._prefix + body)
 
     def select_sql(self, changes: str, *, lines: bool = False) -> str:
-        """A DuckDB query over the change file ``changes`` (a SQL-quoted path) that makes, in the
-        engine, the messageId and body of every call whose traits it can make (added rows,
-        changed rows when the whole row is sent, and exits), byte for byte what ``build`` makes.
+        """A DuckDB query over the change file ``changes`` (a relation: ``snapshot_format.source``) that
+        makes, in the engine, the messageId and body of every call whose traits it can make (added
+        rows, changed rows when the whole row is sent, and exits), byte for byte what ``build`` makes.
 
-        Columns: id, change, h, v, uid, old_v, mid, body; mid and body are NULL for the rows
+        Columns: id, change, row_hash, values_json, user_id, old_values_json, mid, body; mid and body are NULL for the rows
         ``build`` must make (``send: changed``) and for exits that send no call. At a million
         calls, building each one in Python was most of delivery's time; here it is a vectorized
         pass over the file.
@@ -133,8 +133,8 @@ class CallBuilder:
             ids = "concat('\"userId\":', to_json(id)::VARCHAR)"
         else:
             ids = (
-                "case when uid is not null and uid <> '' "
-                "then concat('\"groupId\":', to_json(id)::VARCHAR, ',\"userId\":', to_json(uid)::VARCHAR) "
+                "case when user_id is not null and user_id <> '' "
+                "then concat('\"groupId\":', to_json(id)::VARCHAR, ',\"userId\":', to_json(user_id)::VARCHAR) "
                 "else concat('\"groupId\":', to_json(id)::VARCHAR, ',\"anonymousId\":', "
                 f"to_json(concat({_lit(GROUP_ANONYMOUS_PREFIX)}, id))::VARCHAR) end"
             )
@@ -148,33 +148,34 @@ class CallBuilder:
         )
         whole_row = "change = 'added' or change = 'changed'"
         if self.send_changed_only:
-            whole_row = "change = 'added' or (change = 'changed' and (old_v is null or v is null))"
-        traits = f"case when change = 'exited' then {self.exits.traits_sql('old_v')} when {whole_row} then coalesce(v, '{{}}') end"
+            whole_row = "change = 'added' or (change = 'changed' and (old_values_json is null or values_json is null))"
+        traits = f"case when change = 'exited' then {self.exits.traits_sql('old_values_json')} when {whole_row} then coalesce(values_json, '{{}}') end"
         made = f"concat({body}, chr(10)) end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
         return f"""
-            with r as (select id::VARCHAR as id, change, h, v, uid::VARCHAR as uid, old_v, {x} as x from read_parquet('{changes}')),
+            with r as (select id::VARCHAR as id, change, row_hash, values_json, user_id::VARCHAR as user_id, old_values_json, {x} as x
+                       from {changes}),
                  m as (select *, {mid} as mid, {traits} as t from r)
-            select id, change, h, v, uid, old_v,
+            select id, change, row_hash, values_json, user_id, old_values_json,
                    case when t is not null then mid end as mid,
                    case when t is not null then {made}
             from m"""
 
-    def _ids(self, key: str, uid: str | None) -> str:
+    def _ids(self, key: str, user_id: str | None) -> str:
         if self.call_type == "identify":
             return f'"userId":{encode_basestring(key)}'
-        if uid:
-            return f'"groupId":{encode_basestring(key)},"userId":{encode_basestring(uid)}'
+        if user_id:
+            return f'"groupId":{encode_basestring(key)},"userId":{encode_basestring(user_id)}'
         anonymous = GROUP_ANONYMOUS_PREFIX + key
         return f'"groupId":{encode_basestring(key)},"anonymousId":{encode_basestring(anonymous)}'
 
 
-def _changed_only(v: str, old_v: str) -> str:
-    new: dict[str, Any] = json.loads(v)
-    old: dict[str, Any] = json.loads(old_v)
+def _changed_only(values_json: str, old_values_json: str) -> str:
+    new: dict[str, Any] = json.loads(values_json)
+    old: dict[str, Any] = json.loads(old_values_json)
     missing = object()
     diff = {k: val for k, val in new.items() if not _same(old.get(k, missing), val)}
     if not diff:  # only the account's user id changed: send the whole row
-        return v
+        return values_json
     return json.dumps(diff, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -1,7 +1,7 @@
 """Revert: undo what one run sent, as a new run through the normal delivery engine.
 
 Every commit records, per destination, the ids it advanced with the values the snapshot held
-before and after (``state.base.CHANGE_COLUMNS``). A revert of run R reads R's changes and, for
+before and after (``snapshot_format.CHANGE_COLUMNS``). A revert of run R reads R's changes and, for
 each id, sends what the snapshot held before R: a changed id gets its old values again, an id
 R exited is added back, an id R added is cleared (its traits sent as null; ``--keep-added``
 leaves it). It is a run of its own (its own run_id and history record, ``reverts: R``): calls
@@ -38,6 +38,7 @@ from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_
 from traits.pipeline.exits import ExitPolicy, exit_calls
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.run import RunResult, default_owner, interrupt, new_run_id, now_iso, status_for
+from traits.snapshot_format import latest_rows, source
 from traits.state.records import UNFINISHED_STATUSES, DestinationCounts, RunRecord
 
 if TYPE_CHECKING:
@@ -242,14 +243,16 @@ class _Revert:
                 f"run {record.reverts} changed nothing at {destination} that is still kept",
                 hint="a run's changes are kept for settings.history_retention (default 30 days); runs that sent nothing have none",
             )
-        current = columnar.latest_rows(self.state.snapshot_files(record.trait, destination), "id, h, v, u, deleted")
+        snapshot = self.state.snapshot_files(record.trait, destination)
+        current = latest_rows(con, snapshot, "id, row_hash, values_json, user_id, exited")
         skip_added = "where ch.change <> 'added'" if record.keep_added else ""
         con.execute(
             f"""create or replace temp table revert_plan as
-            select ch.*, cur.id is not null as present, cur.h as cur_h, cur.v as cur_v, cur.u as cur_u,
-                   case when ch.change = 'added' then cur.id is null else cur.h is not distinct from ch.before_h end as reverted,
-                   case when ch.change = 'exited' then cur.id is null else cur.h is not distinct from ch.after_h end as as_left
-            from (select * from read_parquet('{columnar.sql_path(history)}') qualify row_number() over (partition by id order by change) = 1) ch
+            select ch.*, cur.id is not null as present, cur.row_hash as current_row_hash, cur.values_json as current_values_json,
+                   cur.user_id as current_user_id,
+                   case when ch.change = 'added' then cur.id is null else cur.row_hash is not distinct from ch.before_row_hash end as reverted,
+                   case when ch.change = 'exited' then cur.id is null else cur.row_hash is not distinct from ch.after_row_hash end as as_left
+            from (select * from {source(con, history, "history")} qualify row_number() over (partition by id order by change) = 1) ch
             left join ({current}) cur on cur.id = ch.id
             {skip_added}"""
         )
@@ -259,10 +262,12 @@ class _Revert:
         send = "not reverted" + ("" if record.force else " and as_left")
         con.execute(
             f"""COPY (
-                select ch.id, {REVERSED} as change, ch.before_h as h, ch.before_v as v,
-                       case when ch.change = 'added' then coalesce(ch.cur_u, ch.after_u) else ch.before_u end as uid,
-                       case when ch.change = 'added' then coalesce(ch.cur_v, ch.after_v) else ch.cur_v end as old_v,
-                       ch.cur_h as old_h, ch.cur_u as old_u
+                select ch.id, {REVERSED} as change, ch.before_row_hash as row_hash, ch.before_values_json as values_json,
+                       case when ch.change = 'added' then coalesce(ch.current_user_id, ch.after_user_id) else ch.before_user_id end as user_id,
+                       ch.current_row_hash as old_row_hash,
+                       case when ch.change = 'added' then coalesce(ch.current_values_json, ch.after_values_json) else ch.current_values_json end
+                           as old_values_json,
+                       ch.current_user_id as old_user_id
                 from revert_plan ch where {send}
             ) TO '{columnar.sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )

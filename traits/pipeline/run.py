@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from traits import columnar
 from traits.config.env import redact
 from traits.config.models import Config
 from traits.destinations import open_destination
@@ -36,7 +35,8 @@ from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.query import fetch
 from traits.pipeline.stage import Staged, stage
 from traits.pipeline.steps import LocalSteps, Steps
-from traits.pipeline.validate import ADDED_COLUMNS, Shape, check_shape, check_sizes, duck_types
+from traits.pipeline.validate import Shape, check_shape, check_sizes, duck_types
+from traits.snapshot_format import STAGED_OWN_COLUMNS, source
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
@@ -308,7 +308,7 @@ class _Runner:
         import pyarrow.parquet as pq
 
         schema = pq.read_schema(staged)
-        schema = pa_schema_without(schema, ADDED_COLUMNS)
+        schema = pa_schema_without(schema, STAGED_OWN_COLUMNS)
         return check_shape(self.name, self.trait, self.config.settings, schema, duck_types(con, staged))
 
     def _max_call_bytes(self, destination: str) -> int:
@@ -393,7 +393,7 @@ def pa_schema_without(schema: pa.Schema, names: tuple[str, ...]) -> pa.Schema:
 def sample_rows(con: Any, shape: Shape, staged: Path, limit: int) -> list[dict[str, Any]]:
     uid = shape.uid_sql or "cast(null as varchar)"
     rows = con.execute(
-        f"select {shape.id_sql}, {uid}, {shape.v_sql} from read_parquet('{columnar.sql_path(staged)}') limit {int(limit)}"
+        f"select {shape.id_sql}, {uid}, {shape.v_sql} from {source(con, staged, 'staged')} limit {int(limit)}"
     ).fetchall()
     return [{"id": r[0], "user_id": r[1], "traits": json.loads(r[2])} for r in rows]
 

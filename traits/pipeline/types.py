@@ -143,8 +143,8 @@ def canonical_json(columns: list[Column], *, decimals: str, allow_non_finite: bo
 
 
 
-def _normalized(category: Category | None, x: str, duck_type: str, *, decimals: str, allow_non_finite: bool) -> str:
-    """``x`` as the typed value its JSON form stands for (what ``row_hash`` hashes)."""
+def normalized_sql(category: Category | None, x: str, duck_type: str, *, decimals: str, allow_non_finite: bool) -> str:
+    """``x`` as the typed value its JSON form stands for (what ``snapshot_format.row_hash`` hashes)."""
     match category:
         case "string" | "time":
             return f"cast({x} as varchar)"
@@ -174,8 +174,8 @@ def _normalized(category: Category | None, x: str, duck_type: str, *, decimals: 
             return "cast(null as varchar)"
 
 
-def _from_json(column: Column, v: str, *, decimals: str) -> str:
-    """The same normalized value, read back from a snapshot's canonical JSON ``v``."""
+def from_json_sql(column: Column, v: str, *, decimals: str) -> str:
+    """The same normalized value, read back from the canonical JSON ``v`` (a snapshot's ``values_json``)."""
     path = "'$.\"" + column.name.replace("'", "''").replace('"', '\\"') + "\"'"
     text = f"json_extract_string({v}, {path})"
     match column.category:
@@ -199,23 +199,3 @@ def _from_json(column: Column, v: str, *, decimals: str) -> str:
             return f"try_cast({text} as boolean)"
         case _:
             return "cast(null as varchar)"
-
-
-def _signature(columns: list[Column]) -> str:
-    text = ",".join(f"{c.name}:{c.category}" for c in sorted(columns, key=lambda c: c.name))
-    return "'" + text.replace("'", "''") + "'"
-
-
-def row_hash(columns: list[Column], uid_sql: str | None, *, decimals: str, allow_non_finite: bool) -> str:
-    """A 64-bit hash of what a call carries: the traits by value and type, and an account's user id."""
-    values = [
-        _normalized(c.category, quote_ident(c.name), c.duck_type, decimals=decimals, allow_non_finite=allow_non_finite)
-        for c in sorted(columns, key=lambda c: c.name)
-    ]
-    return f"hash({', '.join(values)}, {uid_sql or 'cast(null as varchar)'}, {_signature(columns)})"
-
-
-def rehash_sql(columns: list[Column], *, decimals: str, v: str = "v", u: str = "u") -> str:
-    """``row_hash`` of a snapshot row, recomputed from its stored JSON and user id."""
-    values = [_from_json(c, v, decimals=decimals) for c in sorted(columns, key=lambda c: c.name)]
-    return f"hash({', '.join(values)}, {u}, {_signature(columns)})"

@@ -18,7 +18,8 @@ import pyarrow as pa
 
 from traits.columnar import sql_path
 from traits.errors import ValidationError
-from traits.pipeline.types import Column, canonical_json, categorize, finite_operand, id_sql, rehash_sql, row_hash
+from traits.pipeline.types import Column, canonical_json, categorize, finite_operand, id_sql
+from traits.snapshot_format import DIGEST_MODULUS, STAGED_NON_FINITE, STAGED_ROW_HASH, pair_hash_sql, rehash_sql, row_hash, source
 
 if TYPE_CHECKING:
     import duckdb
@@ -41,7 +42,7 @@ class Shape:
     id_sql: str
     uid_sql: str | None
     h_sql: str
-    #: recomputes ``h`` from a snapshot row's ``v`` and ``u`` (after the hash function changed)
+    #: recomputes ``row_hash`` from a snapshot row's ``values_json`` and ``user_id`` (after the hash function changed)
     rehash_sql: str
 
 
@@ -130,18 +131,6 @@ def _bad_sql(shape: Shape, settings: Settings) -> str:
     return " or ".join(f"not isfinite({finite_operand(c)})" for c in non_finite_columns(shape)) or "false"
 
 
-#: SQL for the hash of one (id, h) pair; their sum (mod 2^64) is a result's or snapshot's digest
-def pair_hash_sql(h: str = "h") -> str:
-    return f"hash(id, {h})"
-
-
-PAIR_HASH_SQL = pair_hash_sql()
-DIGEST_MODULUS = 2**64
-
-#: columns the staged result carries besides the query's own: each row's hash and rule check
-HASH_COLUMN = "__sql_traits_h"
-BAD_COLUMN = "__sql_traits_bad"
-ADDED_COLUMNS = (HASH_COLUMN, BAD_COLUMN)
 
 
 class Fingerprinter:
@@ -169,12 +158,12 @@ class Fingerprinter:
                 types = {str(r[0]): str(r[1]) for r in self.con.execute("describe select * from sql_traits_batch").fetchall()}
                 self.shape = check_shape(self.name, self.trait, self.settings, batch.schema, types)
                 bad = _bad_sql(self.shape, self.settings)
-                self._sql = f"""select h, bad, id is null as missing, {PAIR_HASH_SQL} as pair from (
-                    select {self.shape.id_sql} as id, {self.shape.h_sql} as h, ({bad}) as bad from sql_traits_batch)"""
+                self._sql = f"""select row_hash, non_finite, id is null as missing, {pair_hash_sql()} as pair from (
+                    select {self.shape.id_sql} as id, {self.shape.h_sql} as row_hash, ({bad}) as non_finite from sql_traits_batch)"""
             added = self.con.sql(self._sql).to_arrow_table()
             self.con.register("sql_traits_added", added)
             bad_rows, null_ids, digest = self.con.execute(
-                "select count(*) filter (where bad), count(*) filter (where missing), coalesce(sum(pair), 0) from sql_traits_added"
+                "select count(*) filter (where non_finite), count(*) filter (where missing), coalesce(sum(pair), 0) from sql_traits_added"
             ).fetchall()[0]
         finally:
             self.con.unregister("sql_traits_batch")
@@ -186,7 +175,7 @@ class Fingerprinter:
         columns = [*batch.columns, added.column(0).combine_chunks(), added.column(1).combine_chunks()]
         # the query's fields are kept whole, markers included: the staged file is what a resumed
         # run reads its types from, so it must say exactly what the first batch said
-        schema = pa.schema([*batch.schema, pa.field(HASH_COLUMN, columns[-2].type), pa.field(BAD_COLUMN, columns[-1].type)])
+        schema = pa.schema([*batch.schema, pa.field(STAGED_ROW_HASH, columns[-2].type), pa.field(STAGED_NON_FINITE, columns[-1].type)])
         return pa.RecordBatch.from_arrays(columns, schema=schema)
 
     def finish(self, con: duckdb.DuckDBPyConnection, staged: Path) -> tuple[Shape, RowSummary]:
@@ -198,16 +187,11 @@ class Fingerprinter:
 
 @dataclass(frozen=True)
 class RowSummary:
-    """What one pass over the staged ids found: the row count and a sum of (id, hash) hashes."""
+    """What one pass over the staged ids found: the row count and its digest (``snapshot_format``)."""
 
     rows: int
-    #: sum of ``pair_hash`` over the rows: equal to a snapshot's only if they hold the same rows
+    #: equal to a snapshot's only if they hold the same rows
     digest: int
-
-
-def digest_sql(source: str) -> str:
-    """SQL for (count, digest) of a relation with columns id and h."""
-    return f"select count(*), coalesce(sum({PAIR_HASH_SQL}), 0) % {DIGEST_MODULUS} from ({source})"
 
 
 def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path) -> RowSummary:
@@ -216,10 +200,10 @@ def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings
     Unique ids are checked by ``check_unique``, which the run skips when a snapshot's digest
     shows the result holds exactly the rows the snapshot holds (whose ids are unique).
     """
-    fp = f"(select {shape.id_sql} as id, {HASH_COLUMN} as h, {BAD_COLUMN} as bad from read_parquet('{sql_path(staged)}'))"
+    fp = f"(select {shape.id_sql} as id, {STAGED_ROW_HASH} as row_hash, {STAGED_NON_FINITE} as non_finite from {source(con, staged, 'staged')})"
     total, null_ids, bad_rows, digest = con.execute(
-        f"select count(*), count(*) filter (where id is null), count(*) filter (where bad), "
-        f"coalesce(sum({PAIR_HASH_SQL}), 0) % {DIGEST_MODULUS} from {fp}"
+        f"select count(*), count(*) filter (where id is null), count(*) filter (where non_finite), "
+        f"coalesce(sum({pair_hash_sql()}), 0) % {DIGEST_MODULUS} from {fp}"
     ).fetchone() or (0, 0, 0, 0)
     _report(con, name, shape, settings, staged, int(null_ids), int(bad_rows))
     return RowSummary(int(total), int(digest))
@@ -228,7 +212,7 @@ def check_rows(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings
 def _report(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: Settings, staged: Path, null_ids: int, bad_rows: int) -> None:
     """Fail with the first offending rows when ids are missing or numbers are not finite."""
     where = f"trait {name}"
-    f = f"read_parquet('{sql_path(staged)}', file_row_number = true)"
+    f = source(con, staged, "staged", file_row_number=True)
     if null_ids:
         rows = [str(r[0]) for r in con.execute(f"select file_row_number + 1 from {f} where {shape.id_sql} is null order by 1 limit {EXAMPLES}").fetchall()]
         raise ValidationError(
@@ -248,7 +232,7 @@ def _report(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: S
 def check_unique(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, staged: Path) -> None:
     """No id appears twice (the count and the first offenders are reported)."""
     where = f"trait {name}"
-    ids = f"(select {shape.id_sql} as id from read_parquet('{sql_path(staged)}'))"
+    ids = f"(select {shape.id_sql} as id from {source(con, staged, 'staged')})"
     distinct, total = con.execute(f"select count(distinct id), count(id) from {ids}").fetchone() or (0, 0)
     if distinct == total:
         return
@@ -270,8 +254,8 @@ def check_sizes(con: duckdb.DuckDBPyConnection, name: str, changes: Path, *, max
     trait's name, which the context carries.
     """
     limit = max_call_bytes - ENVELOPE_BYTES - len(name.encode())
-    f = f"read_parquet('{sql_path(changes)}')"
-    size = "strlen(coalesce(v, '')) + strlen(coalesce(uid, '')) + 2 * strlen(id)"
+    f = source(con, changes, "changes")
+    size = "strlen(coalesce(values_json, '')) + strlen(coalesce(user_id, '')) + 2 * strlen(id)"
     big = con.execute(f"select id, {size} as n, count(*) over () from {f} where {size} > {limit} order by n desc limit {EXAMPLES}").fetchall()
     if big:
         raise ValidationError(

@@ -1,13 +1,13 @@
 """The one interface of the state store, with a local-directory and a Postgres backend.
 
 The store holds: run history, a lock per trait, and per (trait, destination) a snapshot of
-what that destination acknowledged. A snapshot is a list of Parquet files (``SNAPSHOT_COLUMNS``)
-read newest-last: a later file's row for an id replaces an earlier one's, and a row with
-``deleted`` set removes the id. Acknowledgements are recorded durably as they arrive (an
+what that destination acknowledged. A snapshot is a list of Parquet files read newest-last
+(``snapshot_format``: a later file's row for an id replaces an earlier one's, and a row with
+``exited`` set removes the id). Acknowledgements are recorded durably as they arrive (an
 ``AckLog``), and folded into the snapshot by ``commit``, so a killed run loses nothing.
 
 Beside each snapshot the store keeps, per (trait, destination):
-- the run's *changes* (``CHANGE_COLUMNS``): every id a commit advanced, with what the snapshot
+- the run's *changes* (``snapshot_format.CHANGE_COLUMNS``): every id a commit advanced, with what the snapshot
   held before and after, so ``traits revert`` can send the before values again. ``commit``
   records them with the fold; ``prune_changes`` drops those past ``settings.history_retention``;
 - the *pending exits* (``pipeline.exits``): ids missing from the result but not yet exited,
@@ -25,12 +25,6 @@ from typing import Any
 
 from traits.destinations.base import Call, CallBlock
 from traits.state.records import HeldValues, RunRecord
-
-#: id VARCHAR, h UBIGINT (hash of the values), v VARCHAR (canonical JSON), u VARCHAR (an
-#: account's user id), deleted BOOLEAN (an exit), hv UBIGINT (the hash canary of the writer)
-SNAPSHOT_COLUMNS = ("id", "h", "v", "u", "deleted", "hv")
-#: a run's recorded changes: the change (added, changed, exited) and the values before and after
-CHANGE_COLUMNS = ("id", "change", "before_h", "before_v", "before_u", "after_h", "after_v", "after_u")
 
 
 class AckLog(ABC):

@@ -1,7 +1,7 @@
 """Run changes and pending exits in the Postgres state store (``state.base``), as a mixin.
 
 ``run_changes`` holds each commit's acknowledged rows with the values before and after
-(``state.base.CHANGE_COLUMNS``), recorded just before the fold (idempotent: a repeated commit
+(``snapshot_format.CHANGE_COLUMNS``), recorded just before the fold (idempotent: a repeated commit
 records nothing twice) and pruned by age; ``pending_exits`` holds the ids pending exit,
 replaced at each commit. Both tables are created on first open where missing. Rows move by
 COPY in CSV, converted by the columnar engine (``pg_transfer``). Like every write of a run,
@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from traits.snapshot_format import CHANGE_COLUMNS
 from traits.state.pg_locks import lock_key  # the one key that serializes schema changes
 from traits.state.pg_transfer import changes_history_csv, history_csv_to_parquet, pending_csv_to_parquet, pending_to_csv
 from traits.state.records import RunRecord
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     import psycopg
 
 COPY_CHUNK = 1 << 20
+#: the recorded changes' columns (``snapshot_format.CHANGE_COLUMNS``), bare and of the staged rows ``p``
+_HISTORY = ", ".join(CHANGE_COLUMNS)
+_HISTORY_P = ", ".join(f"p.{c}" for c in CHANGE_COLUMNS)
 
 #: the tables of run changes and pending exits, created on first open where missing
 _CHANGE_TABLES = """
@@ -34,12 +38,12 @@ create table if not exists {s}.run_changes (
     run_id text not null,
     id text not null,
     change text not null,
-    before_h bigint,
-    before_v text,
-    before_u text,
-    after_h bigint,
-    after_v text,
-    after_u text,
+    before_row_hash bigint,
+    before_values_json text,
+    before_user_id text,
+    after_row_hash bigint,
+    after_values_json text,
+    after_user_id text,
     recorded_at timestamptz not null default now(),
     primary key (trait, destination, run_id, id)
 );
@@ -90,16 +94,16 @@ class ChangeTables:
             with self._db("recording a run's changes") as conn:
                 self._check_fence(conn, self._fences.get(trait))  # a holder that lost its lock writes nothing
                 conn.execute(
-                    "create temp table if not exists history_rows (id text, change text, before_h bigint, before_v text, before_u text, "
-                    "after_h bigint, after_v text, after_u text)"
+                    "create temp table if not exists history_rows (id text, change text, before_row_hash bigint, before_values_json text, "
+                    "before_user_id text, after_row_hash bigint, after_values_json text, after_user_id text)"
                 )
                 conn.execute("truncate history_rows")
                 with conn.cursor() as cur, cur.copy("copy history_rows from stdin (format csv)") as copy, open(csv, "rb") as f:
                     while chunk := f.read(COPY_CHUNK):
                         copy.write(chunk)
                 conn.execute(
-                    f"""insert into {s}.run_changes (trait, destination, run_id, id, change, before_h, before_v, before_u, after_h, after_v, after_u)
-                    select distinct on (p.id) %(t)s, %(d)s, %(r)s, p.id, p.change, p.before_h, p.before_v, p.before_u, p.after_h, p.after_v, p.after_u
+                    f"""insert into {s}.run_changes (trait, destination, run_id, {_HISTORY})
+                    select distinct on (p.id) %(t)s, %(d)s, %(r)s, {_HISTORY_P}
                     from history_rows p where p.id in (select id from {s}.acks where run_id = %(r)s and destination = %(d)s)
                     on conflict (trait, destination, run_id, id) do nothing""",
                     key,
@@ -111,7 +115,7 @@ class ChangeTables:
     def run_changes(self, run_id: str, trait: str, destination: str, out: Path) -> bool:
         csv = out.with_name(f"{out.name}.{os.getpid()}.csv")
         query = (
-            f"copy (select id, change, before_h, before_v, before_u, after_h, after_v, after_u from {self.s}.run_changes "
+            f"copy (select {_HISTORY} from {self.s}.run_changes "
             "where run_id = %s and trait = %s and destination = %s) to stdout (format csv)"
         )
         try:

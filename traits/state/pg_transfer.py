@@ -1,7 +1,7 @@
 """Moving snapshot rows between Postgres (COPY in CSV) and local Parquet files, via DuckDB.
 
-The conversions run in the columnar engine, never as a Python loop over rows. ``h`` and
-``hv`` are unsigned 64-bit in Parquet and signed ``bigint`` in Postgres, shifted by 2**63.
+The conversions run in the columnar engine, never as a Python loop over rows. ``row_hash`` and
+``hash_canary`` are unsigned 64-bit in Parquet and signed ``bigint`` in Postgres, shifted by 2**63.
 """
 
 from __future__ import annotations
@@ -11,24 +11,23 @@ import os
 import threading
 from pathlib import Path
 
-from traits.columnar import HASH_CANARY_SQL, sql_path
 from traits.columnar import connect as duck_connect
+from traits.columnar import sql_path
+from traits.snapshot_format import CHANGE_COLUMNS, CHANGES_AS_HISTORY, CHANGES_AS_SNAPSHOT, source
 
 #: the shift between DuckDB's UBIGINT hash and Postgres's signed bigint
 _SHIFT = "9223372036854775808"
 
 
 def changes_to_csv(changes: Path, csv: Path) -> None:
-    """A change file as CSV rows for the ``pending`` table: id, h, v, u, deleted, hv (an exit's v: the values it had)."""
+    """A change file as CSV rows for the ``pending`` table: its rows as a snapshot delta's (an exit's values: those it had)."""
     con = duck_connect(changes.parent)
     try:
         # FORCE_QUOTE: an empty string is written "" (Postgres reads a bare empty field as NULL)
         con.execute(
-            f"""COPY (select id, cast(cast(h as hugeint) - {_SHIFT} as bigint) as h,
-                    case when change = 'exited' then old_v else v end as v, uid as u,
-                    change = 'exited' as deleted, cast(cast({HASH_CANARY_SQL} as hugeint) - {_SHIFT} as bigint) as hv
-                from read_parquet('{sql_path(changes)}'))
-            TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, v, u))"""
+            f"""COPY (select id, {_signed("row_hash")} as row_hash, values_json, user_id, exited, {_signed("hash_canary")} as hash_canary
+                from (select {CHANGES_AS_SNAPSHOT} from {source(con, changes, "changes")}))
+            TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, values_json, user_id))"""
         )
     finally:
         con.close()
@@ -40,23 +39,25 @@ def cache_name(version: object, token: object) -> str:
 
 
 def csv_to_parquet(csv: Path, listing: Path) -> list[str]:
-    """Convert an exported snapshot to Parquet, one file per hash canary; returns the file names."""
+    """Convert an exported snapshot (id, row_hash, values_json, user_id, hash_canary) to Parquet, one file per
+    hash canary; returns the file names."""
     con = duck_connect(listing.parent)
     try:
         # allow_quoted_nulls = false: Postgres writes NULL bare and an empty string as ""
         con.execute(
             f"""create temp table rows as select * from read_csv('{sql_path(csv)}', header = false, quote = '"', escape = '"',
-                allow_quoted_nulls = false, columns = {{'id': 'VARCHAR', 'h': 'BIGINT', 'v': 'VARCHAR', 'u': 'VARCHAR', 'hv': 'BIGINT'}})"""
+                allow_quoted_nulls = false,
+                columns = {{'id': 'VARCHAR', 'row_hash': 'BIGINT', 'values_json': 'VARCHAR', 'user_id': 'VARCHAR', 'hash_canary': 'BIGINT'}})"""
         )
-        groups = [r[0] for r in con.execute("select distinct hv from rows order by hv nulls first").fetchall()] or [None]
+        groups = [r[0] for r in con.execute("select distinct hash_canary from rows order by hash_canary nulls first").fetchall()] or [None]
         names = []
-        for index, hv in enumerate(groups):
+        for index, canary in enumerate(groups):
             name = f"{listing.stem}-{index}.parquet"
             tmp = listing.with_name(f"{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-            where = "hv is null" if hv is None else f"hv = {int(hv)}"
+            where = "hash_canary is null" if canary is None else f"hash_canary = {int(canary)}"
             con.execute(
-                f"""COPY (select id, cast(cast(h as hugeint) + {_SHIFT} as ubigint) as h, v, u, false as deleted,
-                        cast(cast(hv as hugeint) + {_SHIFT} as ubigint) as hv
+                f"""COPY (select id, {_unsigned("row_hash")} as row_hash, values_json, user_id, false as exited,
+                        {_unsigned("hash_canary")} as hash_canary
                     from rows where {where}) TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd)"""
             )
             os.replace(tmp, listing.with_name(name))
@@ -73,10 +74,10 @@ def write_listing(listing: Path, names: list[str]) -> None:
     os.replace(tmp, listing)
 
 
-#: recorded changes as CSV for Postgres, and the layout read back (``state.base.CHANGE_COLUMNS``)
+#: recorded changes as CSV for Postgres, and the layout read back (``snapshot_format.CHANGE_COLUMNS``)
 _CHANGE_CSV_COLUMNS = {
-    "id": "VARCHAR", "change": "VARCHAR", "before_h": "BIGINT", "before_v": "VARCHAR", "before_u": "VARCHAR",
-    "after_h": "BIGINT", "after_v": "VARCHAR", "after_u": "VARCHAR",
+    "id": "VARCHAR", "change": "VARCHAR", "before_row_hash": "BIGINT", "before_values_json": "VARCHAR", "before_user_id": "VARCHAR",
+    "after_row_hash": "BIGINT", "after_values_json": "VARCHAR", "after_user_id": "VARCHAR",
 }
 _PENDING_CSV_COLUMNS = {"id": "VARCHAR", "first_missing_at": "VARCHAR", "misses": "INTEGER", "run_id": "VARCHAR"}
 
@@ -89,26 +90,25 @@ def _unsigned(column: str) -> str:
     return f"cast(cast({column} as hugeint) + {_SHIFT} as ubigint)"
 
 
+#: recorded changes with their hashes as Postgres stores them
+_HISTORY_SIGNED = ", ".join(_signed(c) + f" as {c}" if c.endswith("_row_hash") else c for c in CHANGE_COLUMNS)
+
+
 def changes_history_csv(changes: Path, csv: Path) -> None:
     """A change file's rows as recorded changes, CSV for ``copy ... from stdin``."""
-    from traits.state.sql import CHANGES_SELECT, changes_source
-
     con = duck_connect(changes.parent)
     try:
         con.execute(
-            f"""COPY (select id, change, {_signed("before_h")} as before_h, before_v, before_u, {_signed("after_h")} as after_h, after_v, after_u
-                from (select {CHANGES_SELECT} from {changes_source(con, changes)}))
-            TO '{sql_path(csv)}' (FORMAT csv, HEADER false, FORCE_QUOTE (id, change, before_v, before_u, after_v, after_u))"""
+            f"""COPY (select {_HISTORY_SIGNED} from (select {CHANGES_AS_HISTORY} from {source(con, changes, "changes")}))
+            TO '{sql_path(csv)}' (FORMAT csv, HEADER false,
+                FORCE_QUOTE (id, change, before_values_json, before_user_id, after_values_json, after_user_id))"""
         )
     finally:
         con.close()
 
 
 def history_csv_to_parquet(csv: Path, out: Path) -> None:
-    _csv_to_parquet(
-        csv, out, _CHANGE_CSV_COLUMNS,
-        f"id, change, {_unsigned('before_h')} as before_h, before_v, before_u, {_unsigned('after_h')} as after_h, after_v, after_u",
-    )
+    _csv_to_parquet(csv, out, _CHANGE_CSV_COLUMNS, ", ".join(_unsigned(c) + f" as {c}" if c.endswith("_row_hash") else c for c in CHANGE_COLUMNS))
 
 
 def pending_to_csv(pending: Path, csv: Path) -> None:

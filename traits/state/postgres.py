@@ -14,22 +14,25 @@ the DSN says ``?schema=name``) created on first use:
   free but the previous holder's keeper still connected refuses to take over (the holder is
   alive, and stops at its next write). The keeper pings both sessions, so idle-session
   timeouts do not end them and a lost lock is noticed between writes too (``pg_locks``);
-- ``snapshot_rows`` (trait, destination, id) → h, v, u, hv: the snapshot itself (the columns
-  of ``columnar.SNAPSHOT_SELECT``, ``hv`` per row as rows may be folded by different engine
-  versions), with ``snapshots``
-  giving each one a version and a random token that change on every commit or reset;
+- ``snapshot_rows`` (trait, destination, id) → row_hash, values_json, user_id, hash_canary:
+  the snapshot itself (``snapshot_format``'s columns, ``hash_canary`` per row as rows may be
+  folded by different engine versions), with ``snapshots`` giving each one a version and a
+  random token that change on every commit or reset;
 - ``acks``: the acknowledged ids of each run and destination, committed per ``append``;
-- ``r`` on a snapshot row names the run that got it acknowledged, and ``exited_rows`` keeps
+- ``acked_run`` on a snapshot row names the run that got it acknowledged, and ``exited_rows`` keeps
   the last exit of each id (with the values it had) until it comes back: what a profile reads;
-- ``run_changes``: each commit's changes, values before and after (``state.base.CHANGE_COLUMNS``),
+- ``run_changes``: each commit's changes, values before and after (``snapshot_format.CHANGE_COLUMNS``),
   recorded before the fold and pruned by age; ``pending_exits``: the ids pending exit.
 
 The pipeline diffs over local Parquet files, so ``snapshot_files`` exports the current
 snapshot to a cache under ``work_dir`` named by its token (an unchanged snapshot is not
-exported again), one file per hash canary ``hv`` (the differ rehashes a file whose canary is
+exported again), one file per ``hash_canary`` (the differ rehashes a file whose canary is
 not its own). Bulk moves go through COPY in CSV, converted by the columnar engine, so no
-Python loop ever touches the rows. ``h`` and ``hv`` are unsigned 64-bit; they are stored in
-signed ``bigint`` shifted by 2**63.
+Python loop ever touches the rows. ``row_hash`` and ``hash_canary`` are unsigned 64-bit; they
+are stored in signed ``bigint`` shifted by 2**63.
+
+A store of an earlier layout is migrated when it is opened: its columns are renamed
+(``_RENAMES``, which is cheap: Postgres renames in its catalog) and the missing ones added.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ log = logging.getLogger("traits.state")
 
 DEFAULT_SCHEMA = "sql_traits"
 #: names the table layout below; change it when the layout changes, so stores migrate on open
-SCHEMA_LAYOUT = "sql-traits state, layout 4"
+SCHEMA_LAYOUT = "sql-traits state, layout 5"
 #: cache files of older snapshot versions are kept this long for readers still using them
 CACHE_GRACE_SECONDS = 3600.0
 COPY_CHUNK = 1 << 20
@@ -99,20 +102,17 @@ create table if not exists {s}.snapshot_rows (
     trait text not null,
     destination text not null,
     id text not null,
-    h bigint,
-    v text,
+    row_hash bigint,
+    values_json text,
     primary key (trait, destination, id)
 );
-alter table {s}.snapshot_rows add column if not exists u text;
-alter table {s}.snapshot_rows add column if not exists hv bigint;
-alter table {s}.snapshot_rows add column if not exists r text;
 create table if not exists {s}.exited_rows (
     trait text not null,
     destination text not null,
     id text not null,
-    v text,
-    u text,
-    r text,
+    values_json text,
+    user_id text,
+    acked_run text,
     primary key (trait, destination, id)
 );
 create table if not exists {s}.acks (
@@ -123,6 +123,21 @@ create table if not exists {s}.acks (
 );
 create index if not exists acks_by_run on {s}.acks (run_id, destination);
 """
+#: columns added since the first layout, after ``_RENAMES``
+_ADDED = """
+alter table {s}.snapshot_rows add column if not exists user_id text;
+alter table {s}.snapshot_rows add column if not exists hash_canary bigint;
+alter table {s}.snapshot_rows add column if not exists acked_run text;
+"""
+#: the columns earlier layouts named otherwise, by table: renamed when a store is opened
+_RENAMES = {
+    "snapshot_rows": {"h": "row_hash", "v": "values_json", "u": "user_id", "hv": "hash_canary", "r": "acked_run"},
+    "exited_rows": {"v": "values_json", "u": "user_id", "r": "acked_run"},
+    "run_changes": {
+        "before_h": "before_row_hash", "before_v": "before_values_json", "before_u": "before_user_id",
+        "after_h": "after_row_hash", "after_v": "after_values_json", "after_u": "after_user_id",
+    },
+}
 
 
 def split_dsn(dsn: str) -> tuple[str, str]:
@@ -241,7 +256,20 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
             conn.execute("select pg_advisory_xact_lock(%s)", (lock_key(self.schema, "\0schema"),))
             conn.execute(f"create schema if not exists {self.s}")
             conn.execute(_TABLES.format(s=self.s))
+            self._rename_earlier_columns(conn)
+            conn.execute(_ADDED.format(s=self.s))
             conn.execute(f"comment on schema {self.s} is '{SCHEMA_LAYOUT}'")
+
+    def _rename_earlier_columns(self, conn: psycopg.Connection[Any]) -> None:
+        """Give an earlier layout's columns (``_RENAMES``) their names, in the schema's transaction."""
+        rows = conn.execute(
+            "select table_name, column_name from information_schema.columns where table_schema = %s", (self.schema,)
+        ).fetchall()
+        present = {(str(t), str(c)) for t, c in rows}
+        for table, renames in _RENAMES.items():
+            for old, new in renames.items():
+                if (table, old) in present and (table, new) not in present:
+                    conn.execute(f"alter table {self.s}.{table} rename column {old} to {new}")
 
     def close(self) -> None:
         with self._mutex:
@@ -332,7 +360,8 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
                         return None
                     listing = cache / cache_name(row[0], row[1])
                     query = (
-                        f"copy (select id, h, v, u, hv from {self.s}.snapshot_rows where trait = %s and destination = %s) "
+                        f"copy (select id, row_hash, values_json, user_id, hash_canary from {self.s}.snapshot_rows "
+                        "where trait = %s and destination = %s) "
                         "to stdout (format csv)"
                     )
                     with conn.cursor() as cur, open(csv, "wb") as out, cur.copy(query, (trait, destination)) as copy:
@@ -360,9 +389,11 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
         key = {"t": trait, "d": destination, "i": identity}
         with self._db("reading a snapshot") as conn:  # both by primary key
             row = conn.execute(
-                f"""select v, u, false, r from {self.s}.snapshot_rows where trait = %(t)s and destination = %(d)s and id = %(i)s
+                f"""select values_json, user_id, false, acked_run from {self.s}.snapshot_rows
+                where trait = %(t)s and destination = %(d)s and id = %(i)s
                 union all
-                select v, u, true, r from {self.s}.exited_rows where trait = %(t)s and destination = %(d)s and id = %(i)s
+                select values_json, user_id, true, acked_run from {self.s}.exited_rows
+                where trait = %(t)s and destination = %(d)s and id = %(i)s
                 limit 1""",
                 key,
             ).fetchone()
@@ -397,7 +428,10 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
         with self._db("committing a snapshot") as conn:
             self._check_fence(conn, self._fences.get(trait))
             if csv is not None:
-                conn.execute("create temp table if not exists pending (id text, h bigint, v text, u text, deleted boolean, hv bigint)")
+                conn.execute(
+                    "create temp table if not exists pending "
+                    "(id text, row_hash bigint, values_json text, user_id text, exited boolean, hash_canary bigint)"
+                )
                 conn.execute("truncate pending")
                 with conn.cursor() as cur, cur.copy("copy pending from stdin (format csv)") as copy, open(csv, "rb") as f:
                     while chunk := f.read(COPY_CHUNK):
@@ -407,33 +441,35 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
                 # the profile's record of exits: an exit replaces it, a return removes it (each
                 # statement only when there is something for it, so a first sync pays nothing)
                 has_exits, has_exited = conn.execute(
-                    f"""select exists (select 1 from pending where deleted),
+                    f"""select exists (select 1 from pending where exited),
                         exists (select 1 from {s}.exited_rows where trait = %(t)s and destination = %(d)s)""",
                     key,
                 ).fetchone() or (False, False)
                 if has_exits:
                     conn.execute(
-                        f"""insert into {s}.exited_rows (trait, destination, id, v, u, r)
-                        select distinct on (p.id) %(t)s, %(d)s, p.id, p.v, p.u, %(r)s from pending p where {acked} and p.deleted
-                        on conflict (trait, destination, id) do update set v = excluded.v, u = excluded.u, r = excluded.r""",
+                        f"""insert into {s}.exited_rows (trait, destination, id, values_json, user_id, acked_run)
+                        select distinct on (p.id) %(t)s, %(d)s, p.id, p.values_json, p.user_id, %(r)s from pending p where {acked} and p.exited
+                        on conflict (trait, destination, id) do update
+                            set values_json = excluded.values_json, user_id = excluded.user_id, acked_run = excluded.acked_run""",
                         key,
                     )
                 if has_exited:
                     conn.execute(
-                        f"delete from {s}.exited_rows x using pending p where {acked} and not p.deleted "
+                        f"delete from {s}.exited_rows x using pending p where {acked} and not p.exited "
                         "and x.trait = %(t)s and x.destination = %(d)s and x.id = p.id",
                         key,
                     )
                 conn.execute(
-                    f"delete from {s}.snapshot_rows r using pending p where {acked} and p.deleted "
+                    f"delete from {s}.snapshot_rows r using pending p where {acked} and p.exited "
                     "and r.trait = %(t)s and r.destination = %(d)s and r.id = p.id",
                     key,
                 )
                 conn.execute(
-                    f"""insert into {s}.snapshot_rows (trait, destination, id, h, v, u, hv, r)
-                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.h, p.v, p.u, p.hv, %(r)s from pending p where {acked} and not p.deleted
-                    on conflict (trait, destination, id) do update set h = excluded.h, v = excluded.v, u = excluded.u, hv = excluded.hv,
-                        r = excluded.r""",
+                    f"""insert into {s}.snapshot_rows (trait, destination, id, row_hash, values_json, user_id, hash_canary, acked_run)
+                    select distinct on (p.id) %(t)s, %(d)s, p.id, p.row_hash, p.values_json, p.user_id, p.hash_canary, %(r)s
+                    from pending p where {acked} and not p.exited
+                    on conflict (trait, destination, id) do update set row_hash = excluded.row_hash, values_json = excluded.values_json,
+                        user_id = excluded.user_id, hash_canary = excluded.hash_canary, acked_run = excluded.acked_run""",
                     key,
                 )
                 conn.execute(

@@ -1,8 +1,8 @@
 """Snapshot folding, compaction and lookups, done by the columnar engine over Parquet files.
 
-Snapshot files carry, besides ``SNAPSHOT_SELECT``, the run that got each row acknowledged
-(``r``), and compaction keeps exits (``deleted``, with the values the id had before), so a
-profile can say what an id holds, since which run, and whether it exited. The diff reads
+Snapshot files (``snapshot_format``) carry the run that got each row acknowledged
+(``acked_run``), and compaction keeps exits (``exited``, with the values the id had before), so
+a profile can say what an id holds, since which run, and whether it exited. The diff reads
 only live rows (``latest_rows`` drops exits unless asked), so neither changes what is sent.
 
 Deltas of up to ``SORTED_FOLD_ROWS`` rows and compacted files are written sorted by id, so each
@@ -16,12 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from traits.columnar import HASH_CANARY_SQL, RUN_COLUMN, SNAPSHOT_SELECT, connect, latest_rows, sql_path
-
-if TYPE_CHECKING:
-    import duckdb
+from traits.columnar import connect, sql_path
+from traits.snapshot_format import (
+    CHANGE_COLUMNS,
+    CHANGES_AS_HISTORY,
+    CHANGES_AS_SNAPSHOT,
+    DELTA_AS_HISTORY,
+    HASH_CANARY_SQL,
+    SNAPSHOT_COLUMNS,
+    latest_rows,
+    source,
+)
 
 #: row groups of 20,000 rows: a writer holds one per thread while it compresses it (writing a
 #: 150k-row history file alone took 72 MB at 122,880 rows, 53 MB at 20,000), and a lookup of one
@@ -29,23 +36,12 @@ if TYPE_CHECKING:
 PARQUET = "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 20000)"
 
 
-def _has_run_column(con: Any, file: Path) -> bool:
-    rows = con.execute(f"select name from parquet_schema('{sql_path(file)}')").fetchall()
-    return any(r[0] == RUN_COLUMN for r in rows)
-
-
-def _select_with_run(con: Any, files: Sequence[Path]) -> tuple[str, dict[Path, str]]:
-    columns = f"{SNAPSHOT_SELECT}, {RUN_COLUMN}"
-    older = {f: f"{SNAPSHOT_SELECT}, cast(null as varchar) as {RUN_COLUMN}" for f in files if not _has_run_column(con, f)}
-    return columns, older
-
-
 def compact(files: Sequence[Path], out: Path) -> int:
     """Write the current rows of ``files``, exits included, as one file; returns its row count."""
     con = connect(out.parent)
     try:
-        columns, older = _select_with_run(con, files)
-        con.execute(f"COPY ({latest_rows(files, columns, older, keep_deleted=True)} order by id) TO '{sql_path(out)}' {PARQUET}")
+        every = ", ".join(SNAPSHOT_COLUMNS)
+        con.execute(f"COPY ({latest_rows(con, files, every, keep_exited=True)} order by id) TO '{sql_path(out)}' {PARQUET}")
         row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
         return int(row[0]) if row else 0
     finally:
@@ -55,7 +51,7 @@ def compact(files: Sequence[Path], out: Path) -> int:
 def fold(changes: Path, acked_keys_sql: str, out: Path, run_id: str = "") -> int:
     """Write the rows of ``changes`` whose ids ``acked_keys_sql`` lists, as a snapshot delta.
 
-    An exit keeps the values the id had (``old_v``): what a profile shows it held.
+    An exit keeps the values the id had (``old_values_json``): what a profile shows it held.
     """
     con = connect(out.parent)
     try:
@@ -72,31 +68,12 @@ def _fold_into(con: Any, changes: Path, acked_keys_sql: str | None, out: Path, r
     where = f"where c.id in ({acked_keys_sql})" if acked_keys_sql is not None else ""
     con.execute(
         f"""COPY (
-            select c.id, c.h, case when c.change = 'exited' then c.old_v else c.v end as v, c.uid as u,
-                   c.change = 'exited' as deleted, {HASH_CANARY_SQL} as hv, {run} as {RUN_COLUMN}
-            from read_parquet('{sql_path(changes)}') c
+            select {CHANGES_AS_SNAPSHOT}, {run} as acked_run
+            from {source(con, changes, "changes")} c
             {where}
             {"order by c.id" if sort else ""}
         ) TO '{sql_path(out)}' {PARQUET}"""
     )
-
-
-#: a change file's rows as recorded changes (``state.base.CHANGE_COLUMNS``)
-CHANGES_SELECT = (
-    "id, change, old_h as before_h, old_v as before_v, old_u as before_u, "
-    "case when change = 'exited' then null else h end as after_h, "
-    "case when change = 'exited' then null else v end as after_v, "
-    "case when change = 'exited' then null else uid end as after_u"
-)
-#: columns a change file written before runs kept their before values lacks (a resumed old run)
-_BEFORE_COLUMNS = {"old_h": "ubigint", "old_v": "varchar", "old_u": "varchar"}
-
-
-def changes_source(con: duckdb.DuckDBPyConnection, changes: Path) -> str:
-    """The change file as a SQL source with every column ``CHANGES_SELECT`` reads."""
-    names = {str(r[0]) for r in con.execute(f"select name from parquet_schema('{sql_path(changes)}')").fetchall()}
-    missing = ", ".join(f"cast(null as {t}) as {c}" for c, t in _BEFORE_COLUMNS.items() if c not in names)
-    return f"(select *{', ' + missing if missing else ''} from read_parquet('{sql_path(changes)}'))"
 
 
 #: a fold of at most this many rows is written sorted by id (a lookup then reads one row group
@@ -105,13 +82,9 @@ def changes_source(con: duckdb.DuckDBPyConnection, changes: Path) -> str:
 #: an unsorted 10M-row file still answers a lookup in about half a second. Compaction sorts.
 SORTED_FOLD_ROWS = 1_000_000
 #: a recorded-changes file in the snapshot layout: a commit whose rows were all added keeps its
-#: delta as its changes (a hard link), since before values are all null and after values are the delta's
+#: delta as its changes (a hard link), since before values are all null and after values are the
+#: delta's (``snapshot_format.DELTA_AS_HISTORY`` reads it as such)
 ADDED_SUFFIX = ".added.parquet"
-#: a snapshot delta read as recorded changes (``CHANGE_COLUMNS``)
-ADDED_SELECT = (
-    "id, 'added' as change, cast(null as ubigint) as before_h, cast(null as varchar) as before_v, "
-    "cast(null as varchar) as before_u, h as after_h, v as after_v, u as after_u"
-)
 
 
 def _every_row_acked(con: Any, changes: Path, acked_keys_sql: str) -> bool:
@@ -122,7 +95,7 @@ def _every_row_acked(con: Any, changes: Path, acked_keys_sql: str) -> bool:
     """
     acked = con.execute(f"select count(*), coalesce(sum(hash(k.id)), 0) % 18446744073709551616 from ({acked_keys_sql}) k(id)").fetchone()
     listed = con.execute(
-        f"select count(*), coalesce(sum(hash(id)), 0) % 18446744073709551616 from read_parquet('{sql_path(changes)}')"
+        f"select count(*), coalesce(sum(hash(id)), 0) % 18446744073709551616 from {source(con, changes, 'changes')}"
     ).fetchone()
     return acked is not None and listed is not None and tuple(acked) == tuple(listed)
 
@@ -139,19 +112,19 @@ class Fold:
     #: rows recorded as changes, rows in the snapshot delta
     recorded: int
     rows: int
-    #: every row was added: the delta holds the changes too (``ADDED_SELECT`` reads it as such)
+    #: every row was added: the delta holds the changes too (``DELTA_AS_HISTORY`` reads it as such)
     changes_in_delta: bool = False
-    #: the change file is the delta itself (``columnar.delta_columns_sql``): nothing was written
+    #: the change file is the delta itself (``snapshot_format.delta_columns_sql``): nothing was written
     delta_is_change_file: bool = False
 
 
 def _is_delta(con: Any, changes: Path, run_id: str) -> bool:
     """Whether the change file holds only added rows and carries the snapshot's columns for ``run_id``."""
-    names = {str(r[0]) for r in con.execute(f"select name from parquet_schema('{sql_path(changes)}')").fetchall()}
-    if not {"id", "h", "v", "u", "deleted", "hv", RUN_COLUMN} <= names or not run_id:
-        return False
+    names = {str(d[0]) for d in con.execute(f"select * from read_parquet('{sql_path(changes)}') limit 0").description}
+    if not set(SNAPSHOT_COLUMNS) <= names or not run_id:
+        return False  # not a first sync's change file of this release (``snapshot_format.delta_columns_sql``)
     row = con.execute(
-        f"""select count(*) filter (where change <> 'added' or deleted or hv <> {HASH_CANARY_SQL} or {RUN_COLUMN} is distinct from $run) = 0
+        f"""select count(*) filter (where change <> 'added' or exited or hash_canary <> {HASH_CANARY_SQL} or acked_run is distinct from $run) = 0
         from read_parquet('{sql_path(changes)}')""",
         {"run": run_id},
     ).fetchone()
@@ -174,17 +147,17 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
             if _is_delta(con, changes, run_id):
                 return Fold(rows, rows, changes_in_delta=True, delta_is_change_file=True)
             _fold_into(con, changes, None, delta, run_id, sort=rows <= SORTED_FOLD_ROWS)
-            added_only = con.execute(f"select count(*) = 0 from read_parquet('{sql_path(changes)}') where change <> 'added'").fetchone()
+            added_only = con.execute(f"select count(*) = 0 from {source(con, changes, 'changes')} where change <> 'added'").fetchone()
             if added_only is not None and added_only[0]:
                 return Fold(rows, rows, changes_in_delta=True)
-            con.execute(f"COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c) TO '{sql_path(history)}' {PARQUET}")
+            con.execute(f"COPY (select {CHANGES_AS_HISTORY} from {source(con, changes, 'changes')} c) TO '{sql_path(history)}' {PARQUET}")
             return Fold(rows, rows)
         # the acknowledged ids, read once, go to a file (streamed: a temp table of 10M ids would be
         # held in memory); each write below semi-joins it, so an id acknowledged twice counts once
         con.execute(f"COPY (select id from ({acked_keys_sql}) k(id)) TO '{sql_path(acked_file)}' {PARQUET}")
         acked = f"select id from read_parquet('{sql_path(acked_file)}')"
         con.execute(
-            f"""COPY (select {CHANGES_SELECT} from {changes_source(con, changes)} c where c.id in ({acked}))
+            f"""COPY (select {CHANGES_AS_HISTORY} from {source(con, changes, 'changes')} c where c.id in ({acked}))
             TO '{sql_path(history)}' {PARQUET}"""
         )
         _fold_into(con, changes, acked, delta, run_id)
@@ -197,12 +170,14 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
 def concat(files: Sequence[Path], out: Path) -> None:
     """Write the rows of several recorded-changes files as one file (``CHANGE_COLUMNS``).
 
-    A file named ``*ADDED_SUFFIX`` is a snapshot delta of added rows, read through ``ADDED_SELECT``.
+    A file named ``*ADDED_SUFFIX`` is a snapshot delta of added rows, read through ``DELTA_AS_HISTORY``.
     """
     con = connect(out.parent)
     try:
         parts = [
-            f"select {ADDED_SELECT if p.name.endswith(ADDED_SUFFIX) else '*'} from read_parquet('{sql_path(p)}')" for p in files
+            f"select {DELTA_AS_HISTORY} from {source(con, p, 'snapshot')}" if p.name.endswith(ADDED_SUFFIX)
+            else f"select {', '.join(CHANGE_COLUMNS)} from {source(con, p, 'history')}"
+            for p in files
         ]
         con.execute(f"COPY ({' union all '.join(parts)}) TO '{sql_path(out)}' {PARQUET}")
     finally:
@@ -210,7 +185,7 @@ def concat(files: Sequence[Path], out: Path) -> None:
 
 
 def lookup(files: Sequence[Path], identity: str) -> tuple[str | None, str | None, bool, str | None] | None:
-    """The newest row for ``identity`` in a snapshot's files: (v, u, deleted, r), or None.
+    """The newest row for ``identity`` in a snapshot's files: (values_json, user_id, exited, acked_run), or None.
 
     One filtered scan over the files' ``id`` columns (DuckDB skips row groups whose id range
     cannot hold the value), newest file first.
@@ -219,11 +194,10 @@ def lookup(files: Sequence[Path], identity: str) -> tuple[str | None, str | None
         return None
     con = connect()
     try:
-        with_run = [f for f in files if _has_run_column(con, f)]
-        parts = []
-        for index, file in enumerate(files):
-            run = RUN_COLUMN if file in with_run else f"cast(null as varchar) as {RUN_COLUMN}"
-            parts.append(f"select {index} as file_index, v, u, deleted, {run} from read_parquet('{sql_path(file)}') where id = $id")
+        parts = [
+            f"select {index} as file_index, values_json, user_id, exited, acked_run from {source(con, file, 'snapshot')} where id = $id"
+            for index, file in enumerate(files)
+        ]
         row = con.execute(" union all ".join(parts) + " order by file_index desc limit 1", {"id": identity}).fetchone()
     finally:
         con.close()
