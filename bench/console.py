@@ -55,6 +55,7 @@ def add_runs(store: object, runs: int) -> None:
 def build_snapshot(store: object, rows: int, work: Path) -> float:
     """10M added rows folded into the snapshot by the store's commit, as a first sync would."""
     from traits.columnar import connect, sql_path
+    from traits.snapshot_format import Changes
 
     changes = work / "changes.parquet"
     con = connect(work, "4GB")  # the bench's own set-up, not the store's
@@ -89,7 +90,7 @@ def build_snapshot(store: object, rows: int, work: Path) -> float:
                 f"select %s, %s, 'out', 'user_' || lpad(g::text, 8, '0') from generate_series(0, {rows - 1}) g",
                 (run_id, TRAIT),
             )
-    store.commit(run_id, TRAIT, "out", changes)  # type: ignore[attr-defined]
+    store.commit(run_id, TRAIT, "out", Changes(changes))  # type: ignore[attr-defined]
     return time.perf_counter() - started
 
 

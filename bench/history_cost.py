@@ -14,6 +14,7 @@ from pathlib import Path
 
 from traits.columnar import connect, sql_path
 from traits.destinations.base import Call
+from traits.snapshot_format import Changes
 from traits.state.local import LocalStateStore
 
 
@@ -39,7 +40,7 @@ def main(rows: int) -> None:
             log.append([Call(key=k, change="changed", message_id="", body=b"") for k in ids[i : i + 10_000]])
         log.close()
         started = time.monotonic()
-        store.commit("r1", "t", "d", changes)
+        store.commit("r1", "t", "d", Changes(changes))
         took = time.monotonic() - started
         size = sum(p.stat().st_size for p in (root / "state" / "history").rglob("*.parquet"))
         snapshot = sum(p.stat().st_size for p in (root / "state" / "snapshots").rglob("*.parquet"))

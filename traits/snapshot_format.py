@@ -33,6 +33,7 @@ interrupted run's work files from earlier releases stay readable.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -89,6 +90,42 @@ _EARLIER: dict[str, str] = {
 _STAGED_EARLIER = {"__sql_traits_h", "__sql_traits_bad"}
 #: every column of a staged file that is not the query's (an interrupted run's may have the earlier names)
 STAGED_OWN_COLUMNS = (STAGED_ROW_HASH, STAGED_NON_FINITE, *sorted(_STAGED_EARLIER))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One destination's snapshot as its state store hands it out: Parquet files, oldest first."""
+
+    files: tuple[Path, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.files)
+
+    def rows(
+        self, con: duckdb.DuckDBPyConnection, columns: str = SNAPSHOT_SELECT, per_file: Mapping[Path, str] | None = None,
+        *, keep_exited: bool = False,
+    ) -> str:
+        """SQL for its current rows (``latest_rows``)."""
+        return latest_rows(con, self.files, columns, per_file, keep_exited=keep_exited)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """One run's changes for one destination: the change file its diff (or a revert's plan) wrote."""
+
+    path: Path
+
+    @classmethod
+    def in_run(cls, run_dir: Path, destination: str) -> Changes:
+        """The changes a run keeps for a destination in its work directory."""
+        return cls(run_dir / f"changes-{destination}.parquet")
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def relation(self, con: duckdb.DuckDBPyConnection) -> str:
+        """The change file as a SQL relation (``source``)."""
+        return source(con, self.path, "changes")
 
 
 def source(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, *, file_row_number: bool = False) -> str:
@@ -215,5 +252,6 @@ CHANGES_AS_SNAPSHOT = (
 __all__ = [
     "CHANGES_AS_HISTORY", "CHANGES_AS_SNAPSHOT", "CHANGE_COLUMNS", "CHANGE_FILE_COLUMNS", "DELTA_AS_HISTORY", "DIGEST_MODULUS",
     "HASH_CANARY_SQL", "HASH_SCHEME", "SNAPSHOT_COLUMNS", "SNAPSHOT_SELECT", "STAGED_NON_FINITE", "STAGED_OWN_COLUMNS", "STAGED_ROW_HASH",
-    "delta_columns_sql", "digest_sql", "latest_rows", "pair_hash_sql", "rehash_sql", "row_hash", "source", "write_no_changes",
+    "Changes", "Snapshot", "delta_columns_sql", "digest_sql", "latest_rows", "pair_hash_sql", "rehash_sql", "row_hash", "source",
+    "write_no_changes",
 ]

@@ -8,7 +8,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from traits.snapshot_format import CHANGE_COLUMNS
+from traits.snapshot_format import CHANGE_COLUMNS, Changes
 from traits.state.base import StateStore
 from traits.state.records import RunRecord
 
@@ -40,8 +40,8 @@ def test_a_commit_records_the_acknowledged_changes_with_before_and_after(store: 
         ("d", "added", 4, '{"x":4}', None, None),  # never acknowledged
     ])
     ack(store, "r1", "t", "seg", ["a", "b", "c"])
-    store.commit("r1", "t", "seg", changes)
-    store.commit("r1", "t", "seg", changes)  # idempotent
+    store.commit("r1", "t", "seg", Changes(changes))
+    store.commit("r1", "t", "seg", Changes(changes))  # idempotent
     out = tmp_path / "out.parquet"
     assert store.run_changes("r1", "t", "seg", out)
     got = read(out)
@@ -76,7 +76,7 @@ def test_pending_exits_round_trip_and_reset(store: StateStore, tmp_path: Path) -
     # a reset forgets them with the snapshot
     changes = write_changes(tmp_path / "c.parquet", [("u1", "added", 1, '{"x":1}', None, None)])
     ack(store, "r1", "t", "seg", ["u1"])
-    store.commit("r1", "t", "seg", changes)
+    store.commit("r1", "t", "seg", Changes(changes))
     store.reset("t", "seg")
     assert store.pending_exits("t", "seg") is None
 

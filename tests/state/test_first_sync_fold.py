@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from traits import columnar
-from traits.snapshot_format import CHANGE_COLUMNS, delta_columns_sql
+from traits.snapshot_format import CHANGE_COLUMNS, Changes, delta_columns_sql
 from traits.state.base import StateStore
 
 from .test_state_store import ack
@@ -48,7 +48,7 @@ def recorded(store: StateStore, tmp_path: Path) -> dict[str, tuple[object, ...]]
 def test_a_first_sync_advances_by_what_was_acknowledged(store: StateStore, tmp_path: Path, acked: list[str]) -> None:
     changes = first_sync_changes(tmp_path / "changes.parquet", ["a", "b", "c"])
     ack(store, RUN, "t", "seg", acked)
-    store.commit(RUN, "t", "seg", changes)
+    store.commit(RUN, "t", "seg", Changes(changes))
     for key in ["a", "b", "c"]:
         held = store.held("t", "seg", key)
         if key in acked:
@@ -71,6 +71,6 @@ def test_a_first_sync_advances_by_what_was_acknowledged(store: StateStore, tmp_p
 def test_an_id_acknowledged_twice_is_not_taken_for_every_row(store: StateStore, tmp_path: Path) -> None:
     changes = first_sync_changes(tmp_path / "changes.parquet", ["a", "b"])
     ack(store, RUN, "t", "seg", ["a", "a"])  # as many acknowledgements as rows, not the same ids
-    store.commit(RUN, "t", "seg", changes)
+    store.commit(RUN, "t", "seg", Changes(changes))
     assert store.held("t", "seg", "a") is not None
     assert store.held("t", "seg", "b") is None

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from traits.snapshot_format import Changes
 from traits.state.base import StateStore
 from traits.state.records import RunRecord
 
@@ -31,7 +32,7 @@ def changes(path: Path, rows: list[tuple[str, str, str | None, str | None]]) -> 
 def sync(store: StateStore, tmp_path: Path, run_id: str, rows: list[tuple[str, str, str | None, str | None]], acked: list[str]) -> None:
     path = changes(tmp_path / f"{run_id}.parquet", rows)
     ack(store, run_id, "t", "d", acked)
-    store.commit(run_id, "t", "d", path)
+    store.commit(run_id, "t", "d", Changes(path))
 
 
 def test_held_names_the_run_and_keeps_exits(store: StateStore, tmp_path: Path) -> None:

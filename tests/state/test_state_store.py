@@ -18,7 +18,7 @@ import pytest
 
 from traits.destinations.base import Call
 from traits.errors import LockedError
-from traits.snapshot_format import latest_rows
+from traits.snapshot_format import Changes, latest_rows
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 
@@ -192,11 +192,11 @@ def test_commit_is_idempotent(store: StateStore, tmp_path: Path) -> None:
     changes = write_changes(tmp_path / "c1.parquet", [("a", "added", 1, '{"x":1}'), ("b", "added", BIG, tricky), ("", "added", 3, "{}")])
     ack(store, "r1", "t", "d", ["a", "b", ""])
     assert store.has_acks("r1", "t", "d")
-    store.commit("r1", "t", "d", changes)
+    store.commit("r1", "t", "d", Changes(changes))
     first = snapshot(store, "t", "d")
     assert first == {"a": (1, '{"x":1}'), "b": (BIG, tricky), "": (3, "{}")}
     assert not store.has_acks("r1", "t", "d")
-    store.commit("r1", "t", "d", changes)
+    store.commit("r1", "t", "d", Changes(changes))
     assert snapshot(store, "t", "d") == first
     assert store.snapshot_destinations("t") == ["d"]
 
@@ -204,8 +204,8 @@ def test_commit_is_idempotent(store: StateStore, tmp_path: Path) -> None:
     changes2 = write_changes(tmp_path / "c2.parquet", [("b", "changed", 5, '{"x":5}'), ("a", "exited", None, None)])
     ack(store, "r2", "t", "d", ["b", "a"])
     ack(store, "r2", "t", "d", ["b"])
-    store.commit("r2", "t", "d", changes2)
-    store.commit("r2", "t", "d", changes2)
+    store.commit("r2", "t", "d", Changes(changes2))
+    store.commit("r2", "t", "d", Changes(changes2))
     assert snapshot(store, "t", "d") == {"b": (5, '{"x":5}'), "": (3, "{}")}
 
 
@@ -213,14 +213,14 @@ def test_commit_after_partial_acks(store: StateStore, tmp_path: Path) -> None:
     changes = write_changes(tmp_path / "c.parquet", [(k, "added", i, f'{{"n":{i}}}') for i, k in enumerate("abcd")])
     ack(store, "r1", "t", "d", ["a", "c"])
     ack(store, "r1", "t", "other", ["b"])
-    store.commit("r1", "t", "d", changes)
+    store.commit("r1", "t", "d", Changes(changes))
     assert snapshot(store, "t", "d") == {"a": (0, '{"n":0}'), "c": (2, '{"n":2}')}
     # the other destination's acks are its own
     assert store.has_acks("r1", "t", "other")
-    store.commit("r1", "t", "other", changes)
+    store.commit("r1", "t", "other", Changes(changes))
     assert snapshot(store, "t", "other") == {"b": (1, '{"n":1}')}
     # nothing acknowledged: nothing committed, no snapshot appears
-    store.commit("r1", "t", "none", changes)
+    store.commit("r1", "t", "none", Changes(changes))
     assert store.snapshot_files("t", "none") == []
     assert sorted(store.snapshot_destinations("t")) == ["d", "other"]
 
@@ -229,7 +229,7 @@ def test_snapshot_survives_reopening(store: StateStore, open_store: Callable[[],
     changes = write_changes(tmp_path / "c.parquet", [("a", "added", 1, "{}")])
     ack(store, "r1", "t", "d", ["a"])
     store.close()
-    store.commit("r1", "t", "d", changes)
+    store.commit("r1", "t", "d", Changes(changes))
     assert snapshot(open_store(), "t", "d") == {"a": (1, "{}")}
 
 
@@ -237,7 +237,7 @@ def test_reset(store: StateStore, tmp_path: Path) -> None:
     changes = write_changes(tmp_path / "c.parquet", [("a", "added", 1, "{}"), ("b", "added", 2, "{}")])
     for destination in ("d1", "d2"):
         ack(store, "r1", "t", destination, ["a", "b"])
-        store.commit("r1", "t", destination, changes)
+        store.commit("r1", "t", destination, Changes(changes))
     assert store.reset("t", "d1") == ["d1"]
     assert snapshot(store, "t", "d1") == {}
     assert snapshot(store, "t", "d2") == {"a": (1, "{}"), "b": (2, "{}")}
@@ -246,7 +246,7 @@ def test_reset(store: StateStore, tmp_path: Path) -> None:
     assert store.snapshot_destinations("t") == []
     # a snapshot starts again from nothing after a reset
     ack(store, "r2", "t", "d1", ["b"])
-    store.commit("r2", "t", "d1", changes)
+    store.commit("r2", "t", "d1", Changes(changes))
     assert snapshot(store, "t", "d1") == {"b": (2, "{}")}
 
 
@@ -256,12 +256,13 @@ sys.path.insert(0, sys.argv[4])
 from pathlib import Path
 from tests.state.conftest import open_backend
 from tests.state.test_state_store import ack, write_changes
+from traits.snapshot_format import Changes
 store = open_backend(sys.argv[1], sys.argv[2], sys.argv[3])
 ids = [f"u{i}" for i in range(200)]
 for gen in range(1, int(sys.argv[5]) + 1):
     changes = write_changes(Path(sys.argv[6]) / f"g{gen}.parquet", [(i, "changed", gen, f'{{"gen":{gen}}}') for i in ids])
     ack(store, f"r{gen}", "t", "d", ids)
-    store.commit(f"r{gen}", "t", "d", changes)
+    store.commit(f"r{gen}", "t", "d", Changes(changes))
 print("done", flush=True)
 """
 
@@ -320,7 +321,7 @@ def test_snapshot_keeps_the_user_id_and_the_hash_canary(store: StateStore, tmp_p
     table = table.set_column(table.schema.get_field_index("user_id"), "user_id", pa.array(["u-1", ""], pa.string()))
     pq.write_table(table, path)
     ack(store, "r1", "t", "d", ["acme", "solo"])
-    store.commit("r1", "t", "d", path)
+    store.commit("r1", "t", "d", Changes(path))
     con = duckdb.connect()
     try:
         canary = con.execute(f"select {HASH_CANARY_SQL}").fetchone()[0]  # type: ignore[index]
@@ -342,7 +343,7 @@ def test_postgres_exports_one_file_per_hash_canary(backend: Backend, store: Stat
     assert isinstance(store, PostgresStateStore)
     changes = write_changes(tmp_path / "c.parquet", [("a", "added", 1, "{}"), ("b", "added", 2, "{}")])
     ack(store, "r1", "t", "d", ["a", "b"])
-    store.commit("r1", "t", "d", changes)
+    store.commit("r1", "t", "d", Changes(changes))
     assert len(store.snapshot_files("t", "d")) == 1
     with psycopg.connect(store.dsn, autocommit=True) as conn:
         conn.execute(f"update {store.s}.snapshot_rows set hash_canary = 12345 where id = 'a'")

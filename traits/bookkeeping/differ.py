@@ -16,39 +16,32 @@ delivery and history are the same code in both modes. What differs is where the 
    none) and the change file is built locally, the values before coming from the local
    store's snapshot (what the destination holds). A destination whose warehouse snapshot is
    not current is *reseeded*: its whole result is fetched once and diffed locally.
-3. ``fold``: after the local commit, the acknowledged ids (or the unacknowledged ones, when
-   fewer) go up in bulk and the snapshot advances in one transaction, with its count, digest
-   and a new lineage. Folding is idempotent (delete the acknowledged ids, insert their rows
-   from the run's result), so a resumed run folds again safely.
+3. ``fold``: after the local commit, the snapshot advances by what was acknowledged
+   (``bookkeeping.fold``).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from traits.bookkeeping.fold import SnapshotFold, SnapshotInfo, snapshot_info
 from traits.bookkeeping.sessions import Session
 from traits.bookkeeping.tables import (
     CHANGE,
     ID,
     ROW_HASH,
-    UNSENT,
-    UNSENT_DIFFERENT,
     changes_table,
     result_table,
     run_prefix,
-    snapshot_table,
-    upload_table,
 )
 from traits.columnar import sql_path
 from traits.errors import ValidationError
 from traits.pipeline.stage import checked_schema, stage
 from traits.pipeline.validate import EXAMPLES, Shape, check_shape, non_finite_columns
-from traits.snapshot_format import latest_rows, source, write_no_changes
+from traits.snapshot_format import write_no_changes
 from traits.state.base import warehouse_lineage_key as lineage_key
 from traits.state.records import DestinationCounts
 from traits.warehouses.base import limited, strip_sql
@@ -74,15 +67,6 @@ class Fetched:
         self.rows += batch.num_rows
         self.bytes += batch.nbytes
         return batch
-
-
-@dataclass
-class SnapshotInfo:
-    table: str
-    algorithm: str
-    lineage: str
-    rows: int
-    digest: int
 
 
 @dataclass
@@ -139,15 +123,7 @@ class WarehouseDiffer:
         s.execute(f"delete from {s.table('runs')} where run_id = %s", (run_id,))
 
     def snapshot_info(self, destination: str) -> SnapshotInfo | None:
-        s = self.session
-        rows = s.rows(
-            f"select snapshot_table, algorithm, lineage, row_count, digest from {s.table('snapshots')} where trait = %s and destination = %s",
-            (self.name, destination),
-        )
-        if not rows:
-            return None
-        table, algorithm, lineage, count, digest = rows[0]
-        return SnapshotInfo(str(table), str(algorithm), str(lineage), int(count), int(digest))
+        return snapshot_info(self.session, self.name, destination)
 
     def current_snapshot(self, destination: str) -> SnapshotInfo | None:
         """The destination's warehouse snapshot if the local store vouches for it, else None."""
@@ -340,11 +316,11 @@ class WarehouseDiffer:
         old = ("select cast(null as varchar) as sql_traits_old_id, cast(null as ubigint) as sql_traits_old_row_hash, "
                "cast(null as varchar) as sql_traits_old_values_json, cast(null as varchar) as sql_traits_old_user_id where false")
         if before:
-            files = self.state.snapshot_files(self.name, destination)
-            if files:
+            snapshot = self.state.snapshot(self.name, destination)
+            if snapshot:
                 old = f"""select id as sql_traits_old_id, row_hash as sql_traits_old_row_hash, values_json as sql_traits_old_values_json,
                         user_id as sql_traits_old_user_id
-                    from ({latest_rows(self.con, files, "id, row_hash, values_json, user_id, exited")})
+                    from ({snapshot.rows(self.con, "id, row_hash, values_json, user_id, exited")})
                     where id in (select {ID} from {f} where {CHANGE} <> 'added')"""
         user_id = shape.uid_sql or "cast(null as varchar)"
         sent = f"c.{CHANGE} <> 'exited'"
@@ -374,88 +350,7 @@ class WarehouseDiffer:
         ids the run's commits recorded), then renew its lineage here and in the local store."""
         if not self.session.tables(result_table(self.run_id)):
             return  # nothing was materialised: nothing was sent
-        if reseed:
-            self._reseed(destination, acked, change_file)
-        else:
-            self._advance(destination, acked, change_file)
-
-    def _ids(self, sql: str) -> Iterator[pa.Array]:
-        reader = self.con.sql(sql).to_arrow_reader(100_000)
-        for batch in reader:
-            yield batch.column(0)
-
-    def _count(self, sql: str) -> int:
-        return int(self.con.execute(f"select count(*) from ({sql})").fetchall()[0][0])
-
-    def _advance(self, destination: str, acked: Path | None, change_file: Path) -> None:
-        if acked is None:
-            return
-        info = self.snapshot_info(destination)
-        assert info is not None
-        s = self.session
-        changes = source(self.con, change_file, "changes")
-        acked_ids = f"select id from read_parquet('{sql_path(acked)}')"
-        unacked_ids = f"select id from {changes} where id not in ({acked_ids})"
-        change_table = s.table(changes_table(self.run_id, self.name, destination))
-        if self._count(unacked_ids) < self._count(acked_ids) and s.tables(changes_table(self.run_id, self.name, destination)):
-            table = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
-            s.execute(f"drop table if exists {table}")
-            s.upload_ids(table, self._ids(unacked_ids))
-            folded = f"select {ID} from {change_table} where {ID} not in (select {ID} from {table})"
-        else:
-            table = s.table(upload_table(self.run_id, self.name, destination, "acked"))
-            s.execute(f"drop table if exists {table}")
-            s.upload_ids(table, self._ids(acked_ids))
-            folded = f"select {ID} from {table}"
-        snapshot = s.table(info.table)
-        part = self.dialect.digest_part(ROW_HASH)
-        lineage = uuid.uuid4().hex
-        with s.transaction():
-            removed = s.rows(f"select count(*), coalesce(sum({part}), 0) from {snapshot} where {ID} in ({folded})")[0]
-            s.execute(f"delete from {snapshot} where {ID} in ({folded})")
-            s.execute(f"insert into {snapshot} ({ID}, {ROW_HASH}) select {ID}, {ROW_HASH} from {self.result} where {ID} in ({folded})")
-            added = s.rows(f"select count(*), coalesce(sum({part}), 0) from {snapshot} where {ID} in ({folded})")[0]
-            self._save_info(destination, info.table, info.rows - int(removed[0]) + int(added[0]),
-                            info.digest - int(removed[1]) + int(added[1]), lineage)
-        self.state.set_value(lineage_key(self.name, destination), lineage)
-
-    def _reseed(self, destination: str, acked: Path | None, change_file: Path) -> None:
-        """Rebuild the snapshot from the result: every row, less the changes not acknowledged
-        (an unacknowledged change or exit stays as a NULL hash, so it is sent again)."""
-        s = self.session
-        changes = source(self.con, change_file, "changes")
-        acked_ids = f"select id from read_parquet('{sql_path(acked)}')" if acked is not None else "select cast(null as varchar) as id where false"
-        unsent = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
-        different = s.table(upload_table(self.run_id, self.name, destination, UNSENT_DIFFERENT))
-        for table in (unsent, different):
-            s.execute(f"drop table if exists {table}")
-        s.upload_ids(unsent, self._ids(f"select id from {changes} where id not in ({acked_ids})"))
-        s.upload_ids(different, self._ids(f"select id from {changes} where change <> 'added' and id not in ({acked_ids})"))
-        name = snapshot_table(self.name, destination)
-        fresh = s.table(name + "_next")
-        s.execute(f"drop table if exists {fresh}")
-        s.execute(
-            f"""create table {fresh} as
-                select {ID}, {ROW_HASH} from {self.result} where {ID} not in (select {ID} from {unsent})
-                union all select {ID}, cast(null as {self.dialect.hash_type}) as {ROW_HASH} from {different}"""
-        )
-        part = self.dialect.digest_part(ROW_HASH)
-        count, digest = s.rows(f"select count(*), coalesce(sum({part}), 0) from {fresh}")[0]
-        lineage = uuid.uuid4().hex
-        with s.transaction():
-            s.execute(f"drop table if exists {s.table(name)}")
-            s.execute(f"alter table {fresh} rename to {self.dialect.quote(name)}")
-            self._save_info(destination, name, int(count), int(digest), lineage)
-        self.state.set_value(lineage_key(self.name, destination), lineage)
-
-    def _save_info(self, destination: str, table: str, rows: int, digest: int, lineage: str) -> None:
-        s = self.session
-        s.execute(f"delete from {s.table('snapshots')} where trait = %s and destination = %s", (self.name, destination))
-        s.execute(
-            f"""insert into {s.table('snapshots')} (trait, destination, snapshot_table, algorithm, lineage, row_count, digest, updated_at)
-                values (%s, %s, %s, %s, %s, %s, %s, current_timestamp)""",
-            (self.name, destination, table, self.dialect.algorithm, lineage, rows, str(digest)),
-        )
+        SnapshotFold(self.session, self.state, self.con, self.name, self.run_id).fold(destination, acked, change_file, reseed=reseed)
 
     def finish(self) -> None:
         """The run is over: its tables go."""

@@ -18,7 +18,6 @@ from traits.pipeline.exits import ExitPolicy
 from traits.pipeline.known import identity_for
 from traits.pipeline.run import RunOptions, run_trait
 from traits.pipeline.trait_keys import reserved_warnings
-from traits.snapshot_format import latest_rows
 from traits.state.base import StateStore
 from traits.warehouses import open_warehouse
 
@@ -180,18 +179,16 @@ def _known_ids(config: Config, state: StateStore, name: str, ids: list[str]) -> 
         with open_warehouse(trait.source, source, config.directory) as warehouse:
             found = warehouse.known_ids(identity.table, identity.column, ids)
         return found, f"{identity.table}.{identity.column}"
-    files = [f for d in trait.destinations for f in state.snapshot_files(name, d)]
-    if not files:
+    snapshots = [s for d in trait.destinations if (s := state.snapshot(name, d))]
+    if not snapshots:
         return set(), "ids already synced (none yet)"
     con = columnar.connect()
     try:
         found = set()
-        for destination in trait.destinations:
-            snapshot = state.snapshot_files(name, destination)
-            if snapshot:
-                placeholders = ", ".join("?" for _ in ids)
-                rows = con.execute(f"select id from ({latest_rows(con, snapshot, 'id, exited')}) where id in ({placeholders})", ids).fetchall()
-                found.update(str(r[0]) for r in rows)
+        for snapshot in snapshots:
+            placeholders = ", ".join("?" for _ in ids)
+            rows = con.execute(f"select id from ({snapshot.rows(con, 'id, exited')}) where id in ({placeholders})", ids).fetchall()
+            found.update(str(r[0]) for r in rows)
     finally:
         con.close()
     return found, "ids already synced"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from traits.errors import prefixed
 from traits.pipeline.exits import pending_path
+from traits.snapshot_format import Changes
 from traits.state.base import StateStore
 from traits.state.records import RunRecord
 
@@ -26,7 +27,7 @@ def commit(state: StateStore, run: RunRecord, changes: dict[str, Path], retentio
     before the run's recorded changes may be pruned: it reads them.
     """
     for destination, path in changes.items():
-        state.commit(run.run_id, run.trait, destination, path)
+        state.commit(run.run_id, run.trait, destination, Changes(path))
         if fold is not None:
             fold(destination, path)
         pending = pending_path(path, destination)

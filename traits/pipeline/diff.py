@@ -22,9 +22,9 @@ from traits.snapshot_format import (
     DIGEST_MODULUS,
     HASH_CANARY_SQL,
     STAGED_ROW_HASH,
+    Snapshot,
     delta_columns_sql,
     digest_sql,
-    latest_rows,
     pair_hash_sql,
     source,
     write_no_changes,
@@ -53,7 +53,7 @@ class LocalDiffer:
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None],
-        snapshots: Callable[[str], list[Path]], run_id: str | None = None,
+        snapshots: Callable[[str], Snapshot], run_id: str | None = None,
     ) -> None:
         self.con = con
         self.snapshots = snapshots
@@ -67,14 +67,14 @@ class LocalDiffer:
         row = con.execute(f"select {HASH_CANARY_SQL}").fetchone()
         self.canary = int(row[0]) if row else 0
 
-    def _hashes(self, snapshot: list[Path]) -> str:
+    def _hashes(self, snapshot: Snapshot) -> str:
         """The snapshot's (id, row_hash), with rows an older hash function wrote rehashed from their values."""
         stale = {}
-        for file in snapshot:
+        for file in snapshot.files:
             row = self.con.execute(f"select hash_canary from {source(self.con, file, 'snapshot')} limit 1").fetchone()
             if row is not None and row[0] is not None and int(row[0]) != self.canary:
                 stale[file] = f"id, {self.shape.rehash_sql} as row_hash, exited"
-        return latest_rows(self.con, snapshot, "id, row_hash, exited", stale)
+        return snapshot.rows(self.con, "id, row_hash, exited", stale)
 
     def diff(self, destination: str, out: Path, *, full_resync: bool) -> DestinationCounts:
         snapshot = self.snapshots(destination)
@@ -118,7 +118,7 @@ class LocalDiffer:
                 where {self.shape.id_sql} in (select id from delta where change <> 'exited')"""
         old = none
         if counts.exited or counts.changed:
-            old = f"""select id, values_json, user_id from ({latest_rows(con, snapshot, "id, values_json, user_id, exited")})
+            old = f"""select id, values_json, user_id from ({snapshot.rows(con, "id, values_json, user_id, exited")})
                 where id in (select id from delta d where {old_for})"""
         con.execute(
             f"""COPY (

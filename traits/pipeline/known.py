@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from traits.errors import GuardError
-from traits.snapshot_format import source
+from traits.snapshot_format import Changes, source
 from traits.warehouses import open_warehouse
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ def check_known_ratio(config: Config, name: str, con: duckdb.DuckDBPyConnection,
             return  # a first sync: nothing to compare with
         destination, counts = min(synced.items(), key=lambda item: item[1].added)
         checked, known = record.rows, record.rows - counts.added
-        changes = staged.with_name(f"changes-{destination}.parquet")
+        changes = Changes.in_run(staged.parent, destination).path
         unknown = [str(r[0]) for r in con.execute(
             f"select id from {source(con, changes, 'changes')} where change = 'added' order by id limit {EXAMPLES}"
         ).fetchall()] if changes.exists() else []

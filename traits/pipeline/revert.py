@@ -38,7 +38,7 @@ from traits.pipeline.deliver import DeliveryJob, Recorder, deliver_all, preview_
 from traits.pipeline.exits import ExitPolicy, exit_calls
 from traits.pipeline.payloads import CallBuilder
 from traits.pipeline.run import RunResult, default_owner, interrupt, new_run_id, now_iso, status_for
-from traits.snapshot_format import latest_rows, source
+from traits.snapshot_format import Changes, source
 from traits.state.records import UNFINISHED_STATUSES, DestinationCounts, RunRecord
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def resume_revert(config: Config, state: StateStore, record: RunRecord, owner: s
     log.info("resuming interrupted revert", extra={"trait": record.trait, "run_id": record.run_id})
     run_dir = state.run_dir(record.run_id)
     for destination in record.destinations:
-        changes = run_dir / f"changes-{destination}.parquet"
+        changes = Changes.in_run(run_dir, destination)
         if changes.exists():  # what it had acknowledged advances the snapshot first
             state.commit(record.run_id, record.trait, destination, changes)
     record.status = "running"
@@ -233,7 +233,7 @@ class _Revert:
         record = self.record
         assert record.reverts is not None
         history = run_dir / f"reverted-{destination}.parquet"
-        out = run_dir / f"changes-{destination}.parquet"
+        out = Changes.in_run(run_dir, destination).path
         if not self.state.run_changes(record.reverts, record.trait, destination, history):
             target = self.state.find_run(record.reverts)
             sent = target.destinations.get(destination) if target is not None else None
@@ -243,8 +243,7 @@ class _Revert:
                 f"run {record.reverts} changed nothing at {destination} that is still kept",
                 hint="a run's changes are kept for settings.history_retention (default 30 days); runs that sent nothing have none",
             )
-        snapshot = self.state.snapshot_files(record.trait, destination)
-        current = latest_rows(con, snapshot, "id, row_hash, values_json, user_id, exited")
+        current = self.state.snapshot(record.trait, destination).rows(con, "id, row_hash, values_json, user_id, exited")
         skip_added = "where ch.change <> 'added'" if record.keep_added else ""
         con.execute(
             f"""create or replace temp table revert_plan as

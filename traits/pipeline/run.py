@@ -36,7 +36,7 @@ from traits.pipeline.query import fetch
 from traits.pipeline.stage import Staged, stage
 from traits.pipeline.steps import LocalSteps, Steps
 from traits.pipeline.validate import Shape, check_shape, check_sizes, duck_types
-from traits.snapshot_format import STAGED_OWN_COLUMNS, source
+from traits.snapshot_format import STAGED_OWN_COLUMNS, Changes, source
 from traits.state.base import StateStore
 from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
@@ -279,21 +279,21 @@ class _Runner:
 
     def recover(self, record: RunRecord, run_dir: Path) -> None:
         """Fold what the interrupted run had acknowledged into the snapshots."""
-        changes = {d: run_dir / f"changes-{d}.parquet" for d in self.trait.destinations}
-        changes = {d: p for d, p in changes.items() if p.exists()}
+        changes = {d: Changes.in_run(run_dir, d) for d in self.trait.destinations}
+        changes = {d: c for d, c in changes.items() if c.exists()}
         if not changes:
             return
         if self.config.diff_mode(self.name) == "warehouse":
             from traits.pipeline.warehouse_steps import WarehouseSteps
 
             with WarehouseSteps(self, record, run_dir) as steps:
-                for destination, path in changes.items():
-                    self.state.commit(record.run_id, self.name, destination, path)
-                    steps.fold(destination, path)
+                for destination, change_set in changes.items():
+                    self.state.commit(record.run_id, self.name, destination, change_set)
+                    steps.fold(destination, change_set.path)
                 steps.committed()
             return
-        for destination, path in changes.items():
-            self.state.commit(record.run_id, self.name, destination, path)
+        for destination, change_set in changes.items():
+            self.state.commit(record.run_id, self.name, destination, change_set)
 
     def query(self, staged_path: Path, augment: Callable[[pa.RecordBatch], pa.RecordBatch]) -> Staged:
         source = self.config.sources[self.trait.source]
@@ -319,7 +319,7 @@ class _Runner:
         """Diff every destination, hold back pending exits, check sizes and the guard."""
         changes: dict[str, Path] = {}
         for destination in self.trait.destinations:
-            path = run_dir / f"changes-{destination}.parquet"
+            path = Changes.in_run(run_dir, destination).path
             now = differ.diff(destination, path, full_resync=record.full_resync or self.options.full_resync)
             held = hold_back(
                 con, self.state, self.name, destination, path,

@@ -79,7 +79,7 @@ class LocalSteps(Steps):
                 runner.sample_rows = runner.sample(con, shape, staged_path)
             runner.phase(record, "diff")
             differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique,
-                                 lambda destination: runner.state.snapshot_files(runner.name, destination), run_id=record.run_id)
+                                 lambda destination: runner.state.snapshot(runner.name, destination), run_id=record.run_id)
             # a resumed run passed the guard before it first delivered
             changes = runner.diff_all(differ, con, record, run_dir, skip_guard=options.force or resumed, resumed=resumed)
             if not (options.force or resumed):

@@ -23,6 +23,7 @@ from traits.pipeline.stage import stage
 from traits.pipeline.steps import Steps
 from traits.pipeline.trait_keys import check_keys_at_run
 from traits.pipeline.validate import Fingerprinter, Shape
+from traits.snapshot_format import Changes
 from traits.state.records import DestinationCounts, RunRecord
 from traits.warehouses import open_warehouse
 
@@ -106,7 +107,7 @@ class WarehouseSteps(Steps):
             differ.fetch_all(staged, fingerprinter.add)
             shape_here, summary = fingerprinter.finish(con, staged)
             local = LocalDiffer(con, staged, shape_here, summary, lambda: None,
-                                lambda destination: runner.state.snapshot_files(runner.name, destination), run_id=record.run_id)
+                                lambda destination: runner.state.snapshot(runner.name, destination), run_id=record.run_id)
         both = _BothModes(differ, local, reseed)
         changes = runner.diff_all(both, con, record, self.run_dir, skip_guard=options.force or resumed, resumed=resumed)
         identity = identity_for(runner.config, runner.name)
@@ -123,10 +124,10 @@ class WarehouseSteps(Steps):
     def _recover(self) -> None:
         """Fold what the interrupted attempt had acknowledged, here and in the warehouse."""
         for destination in self.runner.trait.destinations:
-            path = self.run_dir / f"changes-{destination}.parquet"
-            if path.exists():
-                self.runner.state.commit(self.record.run_id, self.runner.name, destination, path)
-                self.fold(destination, path)
+            changes = Changes.in_run(self.run_dir, destination)
+            if changes.exists():
+                self.runner.state.commit(self.record.run_id, self.runner.name, destination, changes)
+                self.fold(destination, changes.path)
 
     def _sample(self, differ: WarehouseDiffer, shape: Shape) -> Path:
         """The result's first rows, fetched (``preview``)."""

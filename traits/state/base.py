@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from traits.destinations.base import Call, CallBlock
+from traits.snapshot_format import Changes, Snapshot
 from traits.state.records import HeldValues, RunRecord
 
 
@@ -83,6 +84,10 @@ class StateStore(ABC):
     def snapshot_files(self, trait: str, destination: str) -> list[Path]:
         """The snapshot's Parquet files, oldest first; empty before the first sync."""
 
+    def snapshot(self, trait: str, destination: str) -> Snapshot:
+        """The destination's snapshot as it is now (empty before the first sync)."""
+        return Snapshot(tuple(self.snapshot_files(trait, destination)))
+
     @abstractmethod
     def held(self, trait: str, destination: str, identity: str) -> HeldValues | None:
         """What the destination last acknowledged for one id (exits included), or None.
@@ -99,11 +104,11 @@ class StateStore(ABC):
         """Whether the run recorded acknowledgements not yet committed."""
 
     @abstractmethod
-    def commit(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
+    def commit(self, run_id: str, trait: str, destination: str, changes: Changes) -> None:
         """Fold the run's acknowledged calls into the snapshot, atomically and idempotently.
 
-        ``changes`` is the run's change file for that destination (``pipeline.diff``); only the
-        rows whose ids were acknowledged advance the snapshot.
+        ``changes`` are the run's changes for that destination (``pipeline.diff``); only the rows
+        whose ids were acknowledged advance the snapshot.
         """
 
     @abstractmethod

@@ -28,6 +28,7 @@ from filelock import FileLock, Timeout
 from traits.columnar import sql_path
 from traits.destinations.base import Call, CallBlock
 from traits.errors import LockedError, StateError
+from traits.snapshot_format import Changes
 from traits.state import sql
 from traits.state.base import AckLog, StateStore, held_values
 from traits.state.records import HeldValues, RunRecord
@@ -266,7 +267,7 @@ class LocalStateStore(StateStore):
         path = self._ack_path(run_id, destination)
         return path.exists() and path.stat().st_size > 0
 
-    def commit(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
+    def commit(self, run_id: str, trait: str, destination: str, changes: Changes) -> None:
         acks = self._ack_path(run_id, destination)
         if not acks.exists() or acks.stat().st_size == 0 or not changes.exists():
             acks.unlink(missing_ok=True)
@@ -285,12 +286,12 @@ class LocalStateStore(StateStore):
         history.mkdir(parents=True, exist_ok=True)
         stamp = time.time_ns()
         record = history / f"{run_id}.{stamp}.parquet"
-        fold = sql.record_and_fold(changes, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
+        fold = sql.record_and_fold(changes.path, keys, record.with_name(record.name + ".tmp"), tmp, run_id)
         recorded, rows = fold.recorded, fold.rows
         if fold.delta_is_change_file:
             # a first sync's change file, every row acknowledged: it is the delta (the diff never
             # writes into a change file again: a resumed run's diff replaces it with a new file)
-            _link_durably(changes, tmp)
+            _link_durably(changes.path, tmp)
         if fold.changes_in_delta:
             # every row was added: the delta is the changes too, kept under a second name
             _link_durably(tmp, history / f"{run_id}.{stamp}{sql.ADDED_SUFFIX}")

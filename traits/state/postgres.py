@@ -53,6 +53,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from traits.config.env import redact
 from traits.destinations.base import Call
 from traits.errors import LockLostError, StateError
+from traits.snapshot_format import Changes
 from traits.state.base import AckLog, StateStore, held_values
 from traits.state.pg_changes import ChangeTables
 from traits.state.pg_locks import Fence, FencedLocks, lock_key
@@ -409,14 +410,15 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
             ).fetchone()
         return bool(row and row[0])
 
-    def commit(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
+    def commit(self, run_id: str, trait: str, destination: str, changes: Changes) -> None:
         if not self.has_acks(run_id, trait, destination):
             return
         self.forget_warehouse_lineage(trait, [destination])
-        csv = changes.with_name(f"{changes.name}.{os.getpid()}.commit.csv")
+        path = changes.path
+        csv = path.with_name(f"{path.name}.{os.getpid()}.commit.csv")
         if changes.exists():
-            self._record_changes(run_id, trait, destination, changes)
-            changes_to_csv(changes, csv)
+            self._record_changes(run_id, trait, destination, path)
+            changes_to_csv(path, csv)
         try:
             self._fold(run_id, trait, destination, csv if changes.exists() else None)
         finally:
