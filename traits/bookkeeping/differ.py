@@ -203,7 +203,7 @@ class WarehouseDiffer:
                 from (select {id_text} as {ID}, {row_hash} as {ROW_HASH}, ({bad}) as bad from {query}) t"""
         )[0]
         rows, nulls, bad_rows, digest = (int(x or 0) for x in row)
-        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=query)
+        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=query, query=strip_sql(sql))
         return rows, digest
 
     def _materialise(self, sql: str, shape: Shape, max_rows: int) -> int:
@@ -218,11 +218,13 @@ class WarehouseDiffer:
             f"select count(*), sum(case when {ID} is null then 1 else 0 end), sum(case when {bad} then 1 else 0 end) from {self.result}"
         )[0]
         rows, nulls, bad_rows = (int(x or 0) for x in row)
-        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=self.result)
+        self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=self.result, query=limited(sql, max_rows))
         self._check_unique(shape)
         return rows
 
-    def _check_rows(self, shape: Shape, rows: int, nulls: int, bad_rows: int, max_rows: int, *, source: str) -> None:
+    def _check_rows(self, shape: Shape, rows: int, nulls: int, bad_rows: int, max_rows: int, *, source: str, query: str) -> None:
+        """Local mode's row rules and texts (``pipeline.validate``); ``source`` holds the checked rows,
+        ``query`` is the trait's, whose output positions a null id is reported by."""
         where = f"trait {self.name}"
         if rows > max_rows:
             raise ValidationError(
@@ -230,8 +232,16 @@ class WarehouseDiffer:
                 hint="narrow the query, or raise max_rows on the trait or in settings",
             )
         if nulls:
+            # the positions in the query's output, as local mode counts them while it reads: only
+            # on this error path is the query read again
+            id_text = self.dialect.id_text(shape.id_column)
+            positions = [str(r[0]) for r in self.session.rows(
+                f"""select n from (select row_number() over () as n, {id_text} as i from (
+                    {query}
+                ) q) t where i is null order by n limit {EXAMPLES}"""
+            )]
             raise ValidationError(
-                f"{where}: {nulls:,} row(s) have a null or empty {shape.id_column.name}",
+                f"{where}: {nulls:,} row(s) have a null or empty {shape.id_column.name} (result rows {', '.join(positions)})",
                 hint=f"filter them out in SQL: where {shape.id_column.name} is not null",
             )
         if bad_rows:
