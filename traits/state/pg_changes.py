@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from traits.snapshot_format import CHANGE_COLUMNS
 from traits.state.pg_locks import lock_key  # the one key that serializes schema changes
-from traits.state.pg_transfer import changes_history_csv, history_csv_to_parquet, pending_csv_to_parquet, pending_to_csv
+from traits.state.pg_transfer import changes_history_csv, history_csv_to_parquet, load_csv, pending_csv_to_parquet, pending_to_csv
 from traits.state.records import RunRecord
 
 if TYPE_CHECKING:
     import psycopg
 
-COPY_CHUNK = 1 << 20
 #: the recorded changes' columns (``snapshot_format.CHANGE_COLUMNS``), bare and of the staged rows ``p``
 _HISTORY = ", ".join(CHANGE_COLUMNS)
 _HISTORY_P = ", ".join(f"p.{c}" for c in CHANGE_COLUMNS)
@@ -93,14 +92,8 @@ class ChangeTables:
         try:
             with self._db("recording a run's changes") as conn:
                 self._check_fence(conn, self._fences.get(trait))  # a holder that lost its lock writes nothing
-                conn.execute(
-                    "create temp table if not exists history_rows (id text, change text, before_row_hash bigint, before_values_json text, "
-                    "before_user_id text, after_row_hash bigint, after_values_json text, after_user_id text)"
-                )
-                conn.execute("truncate history_rows")
-                with conn.cursor() as cur, cur.copy("copy history_rows from stdin (format csv)") as copy, open(csv, "rb") as f:
-                    while chunk := f.read(COPY_CHUNK):
-                        copy.write(chunk)
+                load_csv(conn, "history_rows", "id text, change text, before_row_hash bigint, before_values_json text, "
+                         "before_user_id text, after_row_hash bigint, after_values_json text, after_user_id text", csv)
                 conn.execute(
                     f"""insert into {s}.run_changes (trait, destination, run_id, {_HISTORY})
                     select distinct on (p.id) %(t)s, %(d)s, %(r)s, {_HISTORY_P}
@@ -161,11 +154,7 @@ class ChangeTables:
             with self._db("saving pending exits") as conn:
                 self._check_fence(conn, self._fences.get(trait))
                 conn.execute(f"delete from {self.s}.pending_exits where trait = %s and destination = %s", (trait, destination))
-                conn.execute("create temp table if not exists pending_rows (id text, first_missing_at text, misses integer, run_id text)")
-                conn.execute("truncate pending_rows")
-                with conn.cursor() as cur, cur.copy("copy pending_rows from stdin (format csv)") as copy, open(csv, "rb") as f:
-                    while chunk := f.read(COPY_CHUNK):
-                        copy.write(chunk)
+                load_csv(conn, "pending_rows", "id text, first_missing_at text, misses integer, run_id text", csv)
                 conn.execute(
                     f"insert into {self.s}.pending_exits (trait, destination, id, first_missing_at, misses, run_id) "
                     "select distinct on (id) %s, %s, id, first_missing_at, misses, run_id from pending_rows",

@@ -10,11 +10,17 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from traits.columnar import connect as duck_connect
 from traits.columnar import sql_path
 from traits.snapshot_format import CHANGE_COLUMNS, CHANGES_AS_HISTORY, CHANGES_AS_SNAPSHOT, source
 
+if TYPE_CHECKING:
+    import psycopg
+
+#: bytes per write of a COPY
+COPY_CHUNK = 1 << 20
 #: the shift between DuckDB's UBIGINT hash and Postgres's signed bigint
 _SHIFT = "9223372036854775808"
 
@@ -31,6 +37,15 @@ def changes_to_csv(changes: Path, csv: Path) -> None:
         )
     finally:
         con.close()
+
+
+def load_csv(conn: psycopg.Connection[Any], table: str, columns: str, csv: Path) -> None:
+    """Fill the session's temp ``table`` (``columns``: its DDL) with the rows of ``csv``, replacing what it held."""
+    conn.execute(f"create temp table if not exists {table} ({columns})")
+    conn.execute(f"truncate {table}")
+    with conn.cursor() as cur, cur.copy(f"copy {table} from stdin (format csv)") as copy, open(csv, "rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            copy.write(chunk)
 
 
 def cache_name(version: object, token: object) -> str:

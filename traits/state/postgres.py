@@ -57,7 +57,7 @@ from traits.snapshot_format import Changes
 from traits.state.base import AckLog, StateStore, held_values
 from traits.state.pg_changes import ChangeTables
 from traits.state.pg_locks import Fence, FencedLocks, lock_key
-from traits.state.pg_transfer import cache_name, changes_to_csv, csv_to_parquet, write_listing
+from traits.state.pg_transfer import cache_name, changes_to_csv, csv_to_parquet, load_csv, write_listing
 from traits.state.records import HeldValues, RunRecord
 
 if TYPE_CHECKING:
@@ -70,7 +70,6 @@ DEFAULT_SCHEMA = "sql_traits"
 SCHEMA_LAYOUT = "sql-traits state, layout 5"
 #: cache files of older snapshot versions are kept this long for readers still using them
 CACHE_GRACE_SECONDS = 3600.0
-COPY_CHUNK = 1 << 20
 
 _TABLES = """
 create table if not exists {s}.runs (
@@ -430,14 +429,7 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
         with self._db("committing a snapshot") as conn:
             self._check_fence(conn, self._fences.get(trait))
             if csv is not None:
-                conn.execute(
-                    "create temp table if not exists pending "
-                    "(id text, row_hash bigint, values_json text, user_id text, exited boolean, hash_canary bigint)"
-                )
-                conn.execute("truncate pending")
-                with conn.cursor() as cur, cur.copy("copy pending from stdin (format csv)") as copy, open(csv, "rb") as f:
-                    while chunk := f.read(COPY_CHUNK):
-                        copy.write(chunk)
+                load_csv(conn, "pending", "id text, row_hash bigint, values_json text, user_id text, exited boolean, hash_canary bigint", csv)
                 conn.execute("analyze pending")  # a temp table has no statistics: the joins below need them
                 acked = f"p.id in (select id from {s}.acks where run_id = %(r)s and destination = %(d)s)"
                 # the profile's record of exits: an exit replaces it, a return removes it (each
