@@ -32,6 +32,8 @@ from traits.bookkeeping.sessions import Session
 from traits.bookkeeping.tables import (
     CHANGE,
     ID,
+    NEW_HASH,
+    OLD_HASH,
     ROW_HASH,
     changes_table,
     result_table,
@@ -94,6 +96,8 @@ class WarehouseDiffer:
         self.fetched = fetched
         self.result = session.table(result_table(run_id))
         self.prepared: Prepared | None = None
+        #: destinations whose changes table this run has built (``_join``)
+        self._joined: set[str] = set()
 
     # -- the schema's own tables -------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -160,8 +164,11 @@ class WarehouseDiffer:
             if all(info.rows == rows and info.digest == digest for info in current.values()):
                 self.prepared = Prepared(shape, rows, materialised=False, current=current)
                 return self.prepared
-        rows = self._materialise(sql, shape, max_rows)
+        rows, digest = self._materialise(sql, shape, max_rows)
         self.prepared = Prepared(shape, rows, materialised=True, current=current)
+        proven = not full_resync and any(self._unique_by_digest(d, info, rows, digest) for d, info in list(current.items())[:1])
+        if not proven:
+            self._check_unique(shape)
         return self.prepared
 
     def resume(self) -> Prepared | None:
@@ -206,7 +213,8 @@ class WarehouseDiffer:
         self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=query, query=strip_sql(sql))
         return rows, digest
 
-    def _materialise(self, sql: str, shape: Shape, max_rows: int) -> int:
+    def _materialise(self, sql: str, shape: Shape, max_rows: int) -> tuple[int, int]:
+        """Write the result with its ids and row hashes; its row rules checked, its count and digest."""
         id_text, row_hash, bad = self._columns(shape)
         s = self.session
         s.execute(f"drop table if exists {self.result}")
@@ -215,12 +223,53 @@ class WarehouseDiffer:
                 select {id_text} as {ID}, {row_hash} as {ROW_HASH}, q.* from ({limited(sql, max_rows)}) q"""
         )
         row = s.rows(
-            f"select count(*), sum(case when {ID} is null then 1 else 0 end), sum(case when {bad} then 1 else 0 end) from {self.result}"
+            f"""select count(*), sum(case when {ID} is null then 1 else 0 end), sum(case when {bad} then 1 else 0 end),
+                       coalesce(sum({self.dialect.digest_part(ROW_HASH)}), 0)
+                from {self.result}"""
         )[0]
-        rows, nulls, bad_rows = (int(x or 0) for x in row)
+        rows, nulls, bad_rows, digest = (int(x or 0) for x in row)
         self._check_rows(shape, rows, nulls, bad_rows, max_rows, source=self.result, query=limited(sql, max_rows))
-        self._check_unique(shape)
-        return rows
+        return rows, digest
+
+    def _unique_by_digest(self, destination: str, info: SnapshotInfo, rows: int, digest: int) -> bool:
+        """Whether the result's ids are proven unique by one current snapshot, without grouping the result.
+
+        Take the changed rows out of both sides (the destination's join, which its diff then
+        uses): what is left of the result must be exactly what is left of the snapshot (whose
+        ids are unique), by count and digest, and the changed ids must be unique. A duplicate id
+        breaks one of the three, and the ids are then grouped as before.
+        """
+        changes = self._join(destination, info, full_resync=False)
+        part = self.dialect.digest_part
+        row = self.session.rows(
+            f"""select sum(case when {CHANGE} <> 'exited' then 1 else 0 end), coalesce(sum({part(NEW_HASH)}), 0),
+                       sum(case when {CHANGE} <> 'added' then 1 else 0 end), coalesce(sum({part(OLD_HASH)}), 0),
+                       count(distinct {ID}), count(*)
+                from {changes}"""
+        )[0]
+        result_rows, result_digest, snapshot_rows, snapshot_digest, distinct, total = (int(x or 0) for x in row)
+        return (distinct == total and rows - result_rows == info.rows - snapshot_rows
+                and digest - result_digest == info.digest - snapshot_digest)
+
+    def _join(self, destination: str, info: SnapshotInfo, *, full_resync: bool) -> str:
+        """The destination's changed ids (with both sides' hashes), joined once per run; the table's name."""
+        s = self.session
+        changes = s.table(changes_table(self.run_id, self.name, destination))
+        if destination in self._joined:
+            return changes
+        snapshot = s.table(info.table)
+        differs = "1 = 1" if full_resync else f"n.{ID} is null or s.{ID} is null or s.{ROW_HASH} is null or n.{ROW_HASH} <> s.{ROW_HASH}"
+        s.execute(f"drop table if exists {changes}")
+        s.execute(
+            f"""create {self.dialect.scratch_table} {changes} as
+                select coalesce(n.{ID}, s.{ID}) as {ID},
+                       case when s.{ID} is null then 'added' when n.{ID} is null then 'exited' else 'changed' end as {CHANGE},
+                       n.{ROW_HASH} as {NEW_HASH}, s.{ROW_HASH} as {OLD_HASH}
+                from {self.result} n full outer join {snapshot} s on n.{ID} = s.{ID}
+                where {differs}"""
+        )
+        self._joined.add(destination)
+        return changes
 
     def _check_rows(self, shape: Shape, rows: int, nulls: int, bad_rows: int, max_rows: int, *, source: str, query: str) -> None:
         """Local mode's row rules and texts (``pipeline.validate``); ``source`` holds the checked rows,
@@ -291,17 +340,7 @@ class WarehouseDiffer:
             write_no_changes(self.con, out)
             return DestinationCounts(unchanged=prepared.rows, snapshot_rows=info.rows)
         s = self.session
-        changes = s.table(changes_table(self.run_id, self.name, destination))
-        snapshot = s.table(info.table)
-        differs = "1 = 1" if full_resync else f"n.{ID} is null or s.{ID} is null or s.{ROW_HASH} is null or n.{ROW_HASH} <> s.{ROW_HASH}"
-        s.execute(f"drop table if exists {changes}")
-        s.execute(
-            f"""create {self.dialect.scratch_table} {changes} as
-                select coalesce(n.{ID}, s.{ID}) as {ID},
-                       case when s.{ID} is null then 'added' when n.{ID} is null then 'exited' else 'changed' end as {CHANGE}
-                from {self.result} n full outer join {snapshot} s on n.{ID} = s.{ID}
-                where {differs}"""
-        )
+        changes = self._join(destination, info, full_resync=full_resync)
         counts = DestinationCounts()
         for change, count in s.rows(f"select {CHANGE}, count(*) from {changes} group by {CHANGE}"):
             setattr(counts, str(change), int(count))

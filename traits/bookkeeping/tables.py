@@ -23,6 +23,9 @@ import re
 ID = "sql_traits_id"
 ROW_HASH = "sql_traits_row_hash"
 CHANGE = "sql_traits_change"
+#: a changes table's row hashes: the result's and the snapshot's (a digest proof subtracts them)
+NEW_HASH = "sql_traits_new_hash"
+OLD_HASH = "sql_traits_old_hash"
 UNSENT = "unsent"
 UNSENT_DIFFERENT = "unsent_different"
 
