@@ -119,6 +119,9 @@ class CallBuilder:
         With ``lines`` the last column is the body as text followed by a newline (a JSON Lines
         line), and a ninth, ``key_json``, is the id as a JSON string followed by a newline: a
         chunk of either, back to back, is what a file appends and an ack log records.
+
+        v, uid and old_v are NULL in the rows whose call the engine made: the body holds them, and
+        such a ``Call`` gets no ``v`` (nothing reads it).
         """
         namespace = MESSAGE_NAMESPACE.bytes.hex()
         name = f"{_lit(self.destination)} || chr(31) || {_lit(self.trait)} || chr(31) || {_lit(self.call_type)} || chr(31)"
@@ -151,10 +154,13 @@ class CallBuilder:
             whole_row = "change = 'added' or (change = 'changed' and (old_v is null or v is null))"
         traits = f"case when change = 'exited' then {self.exits.traits_sql('old_v')} when {whole_row} then coalesce(v, '{{}}') end"
         made = f"concat({body}, chr(10)) end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
+        # a made call's body carries its row's values: the values themselves leave the engine
+        # only for the rows Python builds (v alone is a third again of a chunk's lines)
+        values = "case when t is null then v end as v, case when t is null then uid end as uid, case when t is null then old_v end as old_v"
         return f"""
             with r as (select id::VARCHAR as id, change, h, v, uid::VARCHAR as uid, old_v, {x} as x from read_parquet('{changes}')),
                  m as (select *, {mid} as mid, {traits} as t from r)
-            select id, change, h, v, uid, old_v,
+            select id, change, h, {values},
                    case when t is not null then mid end as mid,
                    case when t is not null then {made}
             from m"""
