@@ -3,10 +3,12 @@
 A daemon runs several traits at once, so what one small run holds matters. Each run is a
 real ``traits run`` process; its peak RSS comes from ``os.wait4``. The destination is a file
 (``--destination file``, the default) or a local Segment-compatible receiver this script
-serves on 127.0.0.1 (``--destination segment``). Target (issue 10): ≤ 120 MB in either mode.
+serves on 127.0.0.1 (``--destination segment``). ``--mode warehouse`` sets ``diff: warehouse``
+on the Postgres source (the snapshots and the diff live in Postgres); ``local``, the default,
+diffs here. Target (issue 10): ≤ 120 MB in either mode.
 
-    python bench/small_runs.py [--rows 150000] [--destination file|segment] [--repeat 2]
-                               [--dsn postgresql://postgres@127.0.0.1:5432/sql_traits_small]
+    python bench/small_runs.py [--rows 150000] [--destination file|segment] [--mode local|warehouse]
+                               [--repeat 2] [--dsn postgresql://postgres@127.0.0.1:5432/sql_traits_small]
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -44,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=150_000)
     parser.add_argument("--destination", choices=["file", "segment"], default="file")
+    parser.add_argument("--mode", choices=["local", "warehouse"], default="local", help="the source's diff mode")
     parser.add_argument("--repeat", type=int, default=2, help="measure the pair this many times")
     parser.add_argument("--dsn", default=os.environ.get("BENCH_PG_SMALL", "postgresql://postgres@127.0.0.1:5432/sql_traits_small"))
     args = parser.parse_args()
@@ -59,14 +63,16 @@ def main() -> None:
 
     traits = [sys.executable, "-m", "traits.cli.main", "--config", str(WORK)]
     floor = sorted(timed(["psql", args.dsn, "-c", f"\\copy ({SQL}) to '/dev/null'"])[0] for _ in range(3))[1]
-    print(f"{args.rows:,} rows × 5 traits, Postgres → {args.destination}; floor (psql \\copy to /dev/null) {floor:.2f} s")
+    print(f"{args.rows:,} rows × 5 traits, Postgres ({args.mode} diff) → {args.destination}; floor (psql \\copy to /dev/null) {floor:.2f} s")
     results = []
     for attempt in range(args.repeat):
         shutil.rmtree(WORK, ignore_errors=True)
         WORK.mkdir(parents=True)
+        if args.mode == "warehouse":  # a first sync: no snapshot left in the warehouse by the last attempt
+            subprocess.run(["psql", args.dsn, "-q", "-c", "drop schema if exists sql_traits cascade"], check=True, stderr=subprocess.DEVNULL)
         (WORK / "traits.yml").write_text(f"""
 sources:
-  pg: {{type: postgres, dsn: "{args.dsn}"}}
+  pg: {{type: postgres, dsn: "{args.dsn}", diff: {args.mode}}}
 destinations:
   out: {destination}
 traits:

@@ -6,10 +6,11 @@ directory, never as a Python loop over rows. What those files hold is ``snapshot
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,76 @@ def _return_arrow_memory_promptly() -> None:
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
+
+
+def release_memory() -> None:
+    """Give the memory freed so far back to the system: called between a run's phases.
+
+    DuckDB allocates with a jemalloc of its own, which keeps freed pages for reuse and returns
+    them only after a delay, when it next allocates; so a phase began holding what the one
+    before it had freed. Purging its arenas returns those pages: a 150,000-row first sync to a
+    file peaked 15-18 MB lower with this than without. Python, Arrow (the system allocator,
+    ``cli.arrow_pool``) and the drivers allocate with the C library's malloc, whose free lists
+    ``malloc_trim`` returns (every arena, glibc ≥ 2.8). Each is a no-op where it is missing
+    (another C library, a DuckDB without the symbol); each takes a few milliseconds at most.
+    """
+    for purge in _purges():
+        purge()
+
+
+_purge_engine: Callable[[], None] | None = None
+
+
+def _purges() -> list[Callable[[], None]]:
+    global _purge_engine
+    purges = []
+    if _purge_engine is None and _engine is not None:
+        _purge_engine = _jemalloc_purge() or (lambda: None)
+    if _purge_engine is not None:
+        purges.append(_purge_engine)
+    trim = _malloc_trim()
+    if trim is not None:
+        purges.append(trim)
+    return purges
+
+
+def _jemalloc_purge() -> Callable[[], None] | None:
+    """``mallctl("arena.<all>.purge")`` of the jemalloc inside DuckDB's extension module."""
+    import ctypes
+    import sys
+
+    path = next((getattr(sys.modules.get(m), "__file__", None) for m in ("_duckdb", "duckdb.duckdb") if m in sys.modules), None)
+    try:
+        mallctl = ctypes.CDLL(path).duckdb_je_mallctl if path else None
+    except (OSError, AttributeError):
+        return None
+    if mallctl is None:
+        return None
+    mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    mallctl.restype = ctypes.c_int
+    all_arenas = b"arena.4096.purge"  # MALLCTL_ARENAS_ALL
+
+    def purge() -> None:
+        mallctl(all_arenas, None, None, None, 0)
+
+    return purge
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[], None] | None:
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+
+    def release() -> None:
+        trim(0)
+
+    return release
 
 
 def connect(spill_dir: Path | None = None, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:

@@ -91,8 +91,7 @@ class PostgresSession(Session):
             raise WarehouseError("diff: warehouse needs the psycopg driver", hint="pip install 'sql-traits[postgres]'") from e
         conninfo = getattr(warehouse, "conninfo")  # noqa: B009 - Postgres warehouses build their conninfo
         try:
-            self.conn = psycopg.connect(conninfo().replace("default_transaction_read_only=on", "default_transaction_read_only=off"),
-                                        autocommit=True)
+            self.conn = psycopg.connect(conninfo(read_only=False), autocommit=True)
         except psycopg.Error as e:
             raise WarehouseError(f"source {source}: cannot open the bookkeeping session: {fmt_error(e)}") from e
         if engine == "postgres" and self.conn.info.server_version < 140000:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from traits.cli.context import Context, check_trait
 from traits.cli.output import emit_json, escape, stdout
@@ -85,6 +84,8 @@ def _print_entry(entry: dict[str, Any]) -> None:
     state = "[yellow]exited[/] (its traits were sent as null)" if entry["exited"] else "[green]held[/]"
     stdout.print()
     stdout.print(f"[bold]{escape(entry['trait'])}[/] → {escape(entry['destination'])}: {state}")
+    from rich.table import Table
+
     table = Table(show_edge=False, show_header=False, pad_edge=False)
     table.add_column(style="dim")
     table.add_column()

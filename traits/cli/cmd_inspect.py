@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 
 from traits.cli.context import Context, check_trait
 from traits.cli.output import emit_json, escape, stdout
@@ -46,6 +45,8 @@ def history(obj: Context, name: str | None, limit: int, as_json: bool, as_chart:
 
         stdout.print(chart(runs, name))
         return
+    from rich.table import Table
+
     table = Table(show_edge=False, header_style="bold")
     numbers = ("rows", "fetched", "added", "changed", "exited", "sent", "failed", "time")
     for column in ("started", "trait", "status", "rows", "fetched", "added", "changed", "exited", "sent", "failed", "time", "run_id"):
@@ -105,6 +106,8 @@ def status(obj: Context, as_json: bool) -> None:
     if as_json:
         emit_json({"ok": True, "traits": rows})
         return
+    from rich.table import Table
+
     table = Table(show_edge=False, header_style="bold")
     for column in ("trait", "schedule", "health", "last run", "result", "next run"):
         table.add_column(column)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.table import Table
 
 from traits.cli.context import Context
 from traits.cli.output import emit_json, escape, stdout
@@ -38,6 +37,8 @@ def ls(obj: Context, selectors: tuple[str, ...], excludes: tuple[str, ...], as_j
     if not rows:
         stdout.print("no traits" + (" match the selection" if selectors or excludes else " defined"))
         return
+    from rich.table import Table
+
     table = Table(show_edge=False, header_style="bold")
     for column in ("trait", "kind", "source", "diff", "reads", "tags", "destinations", "schedule"):
         table.add_column(column)

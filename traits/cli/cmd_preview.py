@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import click
-from rich.table import Table
 
 from traits import columnar
 from traits.cli.context import Context, check_trait
@@ -107,6 +106,8 @@ def _print_sample(name: str, rows: int, sample: list[dict[str, Any]], known: set
     if not sample:
         return
     keys = list(dict.fromkeys(k for r in sample for k in r["traits"]))
+    from rich.table import Table
+
     table = Table(show_edge=False, header_style="bold")
     table.add_column("")
     table.add_column("id")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-
-from rich.table import Table
+from typing import TYPE_CHECKING
 
 from traits.cli.output import escape
 from traits.state.records import RunRecord
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
 SERIES = ("rows", "added", "changed", "exited", "sent", "failed")
@@ -26,6 +28,8 @@ def chart(runs: list[RunRecord], name: str | None) -> Table:
     top = max([getattr(r, s) for r in ordered for s in SERIES] + [1])
     first, last = (ordered[0].started_at, ordered[-1].started_at) if ordered else ("", "")
     title = f"{escape(name) if name else 'all traits'}: {len(ordered)} runs, {first[:16].replace('T', ' ')} → {last[:16].replace('T', ' ')} (log scale)"
+    from rich.table import Table
+
     table = Table(title=title, show_edge=False, header_style="bold", title_justify="left")
     table.add_column("")
     table.add_column("oldest → newest", no_wrap=True)

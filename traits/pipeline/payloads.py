@@ -119,6 +119,9 @@ class CallBuilder:
         With ``lines`` the last column is the body as text followed by a newline (a JSON Lines
         line), and a ninth, ``key_json``, is the id as a JSON string followed by a newline: a
         chunk of either, back to back, is what a file appends and an ack log records.
+
+        values_json, user_id and old_values_json are NULL in the rows whose call the engine made:
+        the body holds them.
         """
         namespace = MESSAGE_NAMESPACE.bytes.hex()
         name = f"{_lit(self.destination)} || chr(31) || {_lit(self.trait)} || chr(31) || {_lit(self.call_type)} || chr(31)"
@@ -151,11 +154,15 @@ class CallBuilder:
             whole_row = "change = 'added' or (change = 'changed' and (old_values_json is null or values_json is null))"
         traits = f"case when change = 'exited' then {self.exits.traits_sql('old_values_json')} when {whole_row} then coalesce(values_json, '{{}}') end"
         made = f"concat({body}, chr(10)) end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
+        # a made call's body carries its row's values: the values themselves leave the engine
+        # only for the rows Python builds (the values alone are a third again of a chunk's lines)
+        values = ("case when t is null then values_json end as values_json, case when t is null then user_id end as user_id, "
+                  "case when t is null then old_values_json end as old_values_json")
         return f"""
             with r as (select id::VARCHAR as id, change, row_hash, values_json, user_id::VARCHAR as user_id, old_values_json, {x} as x
                        from {changes}),
                  m as (select *, {mid} as mid, {traits} as t from r)
-            select id, change, row_hash, values_json, user_id, old_values_json,
+            select id, change, row_hash, {values},
                    case when t is not null then mid end as mid,
                    case when t is not null then {made}
             from m"""

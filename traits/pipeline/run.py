@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from traits import columnar
 from traits.config.env import redact
 from traits.config.models import Config
 from traits.destinations import open_destination
@@ -270,6 +271,7 @@ class _Runner:
         # a resumed run goes through the early steps again, but the phase it records never goes
         # back: one that has delivered stays one to resume, or what it sent unacknowledged
         # before it was killed would not be sent again
+        columnar.release_memory()  # what the last phase freed, before the next one allocates
         if PHASES.index(phase) > PHASES.index(record.phase):
             record.phase = phase
         record.phase_started.setdefault(phase, now_iso())  # the console's timings per phase

@@ -10,9 +10,12 @@ all set as connection options, so they hold before the first statement runs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pyarrow as pa
 
@@ -28,16 +31,20 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 10
 
 
-def session_options(statement_timeout: float) -> str:
+def session_options(statement_timeout: float, *, read_only: bool = True) -> str:
     millis = max(int(statement_timeout * 1000), 1)
-    return f"-c default_transaction_read_only=on -c statement_timeout={millis}"
+    return f"-c default_transaction_read_only={'on' if read_only else 'off'} -c statement_timeout={millis}"
 
 
 class PostgresWarehouse(Warehouse):
     config: PostgresSource
     engine = "Postgres"
 
-    def conninfo(self) -> str:
+    def conninfo(self, *, read_only: bool = True) -> str:
+        """The libpq connection string; ``read_only=False`` for warehouse mode's bookkeeping session."""
+        plain = self._conninfo_without_psycopg(read_only)
+        if plain is not None:
+            return plain
         try:
             from psycopg.conninfo import conninfo_to_dict, make_conninfo
         except ImportError as e:
@@ -49,10 +56,33 @@ class PostgresWarehouse(Warehouse):
             if value is not None:
                 params[key] = value
         extra = params.get("options", "")
-        params["options"] = (str(extra) + " " + session_options(c.statement_timeout)).strip()
+        params["options"] = (str(extra) + " " + session_options(c.statement_timeout, read_only=read_only)).strip()
         params["application_name"] = APPLICATION_NAME
         params.setdefault("connect_timeout", CONNECT_TIMEOUT)
         return make_conninfo(**params)
+
+    def _conninfo_without_psycopg(self, read_only: bool) -> str | None:
+        """The conninfo of the two plain cases, made without psycopg (~9 MB a process holds).
+
+        A ``postgresql://`` URI with no parameters and no field overriding it gets the session's
+        parameters as its query string; fields alone (``host`` …) become ``key=value`` pairs,
+        quoted as psycopg's ``make_conninfo`` quotes them. libpq reads either as the pairs
+        psycopg would have written. Anything else (parameters of its own, which ``options`` must
+        be merged with, or fields over a DSN) is parsed by psycopg (libpq), as before.
+        """
+        c = self.config
+        session = {"options": session_options(c.statement_timeout, read_only=read_only), "application_name": APPLICATION_NAME,
+                   "connect_timeout": str(CONNECT_TIMEOUT)}
+        if c.dsn is not None:
+            dsn = c.dsn.get_secret_value()
+            overridden = any(v is not None for v in (c.host, c.database, c.user, c.password, c.sslmode))
+            if overridden or not dsn.startswith(("postgresql://", "postgres://")) or any(ch in dsn for ch in "?#"):
+                return None
+            return dsn + "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in session.items())
+        fields = {"host": c.host, "port": str(c.port) if c.host else None, "dbname": c.database, "user": c.user,
+                  "password": c.password.get_secret_value() if c.password else None, "sslmode": c.sslmode}
+        pairs = {k: v for k, v in fields.items() if v is not None} | session
+        return " ".join(f"{k}={_conninfo_value(v)}" for k, v in pairs.items())
 
     @property
     def user(self) -> str | None:
@@ -79,36 +109,56 @@ class PostgresWarehouse(Warehouse):
 
     # -- adbc ------------------------------------------------------------------------------
     def _stream_adbc(self, sql: str, wrapped: str) -> Iterator[pa.RecordBatch]:
+        # the driver manager's low-level API, not its DB-API module: that one imports
+        # pyarrow.dataset (and with it Arrow's S3, Substrait and Acero libraries), ~6 MB a
+        # process holds for nothing here. This is what the DB-API cursor does for a query.
         try:
-            import adbc_driver_postgresql.dbapi as adbc
+            import adbc_driver_postgresql
+            from adbc_driver_manager import AdbcConnection, AdbcStatement, NotSupportedError
             from adbc_driver_manager import Error as AdbcError
+            from adbc_driver_manager._reader import AdbcRecordBatchReader
         except ImportError as e:
             raise missing_driver("adbc-driver-postgresql", "postgres") from e
         try:
-            conn = adbc.connect(self.conninfo())
+            database = adbc_driver_postgresql.connect(self.conninfo())
         except AdbcError as e:
             raise self._error(e, sql, wrapped) from e
         try:
-            cursor = conn.cursor()
-            self._canceller = cursor.adbc_cancel
             try:
-                cursor.execute(wrapped)
-                reader = cursor.fetch_record_batch()
-                yielded = False
-                for batch in reader:
-                    # ADBC sizes batches by bytes (its batch_size_hint_bytes); slices cap the rows too
-                    for offset in range(0, batch.num_rows, self.config.batch_rows):
-                        yielded = True
-                        yield portable_batch(batch.slice(offset, self.config.batch_rows))
-                if not yielded:
-                    yield portable_batch(pa.RecordBatch.from_pylist([], schema=reader.schema))
-            except (AdbcError, pa.ArrowException, OSError) as e:  # errors met mid-stream come as Arrow errors
+                conn = AdbcConnection(database)
+            except AdbcError as e:
                 raise self._error(e, sql, wrapped) from e
+            try:
+                statement = AdbcStatement(conn)
+                self._canceller = statement.cancel
+                try:
+                    conn.set_autocommit(False)  # as the DB-API connection: the query runs in a transaction
+                    statement.set_sql_query(wrapped)
+                    with contextlib.suppress(NotSupportedError):
+                        statement.prepare()
+                    handle, _ = statement.execute_query()
+                    # the plain Arrow reader inside, as the DB-API's fetch_record_batch returns it
+                    reader = AdbcRecordBatchReader._import_from_c(handle.address)._reader
+                    yielded = False
+                    try:
+                        for batch in reader:
+                            # ADBC sizes batches by bytes (its batch_size_hint_bytes); slices cap the rows too
+                            for offset in range(0, batch.num_rows, self.config.batch_rows):
+                                yielded = True
+                                yield portable_batch(batch.slice(offset, self.config.batch_rows))
+                        if not yielded:
+                            yield portable_batch(pa.RecordBatch.from_pylist([], schema=reader.schema))
+                    finally:
+                        reader.close()
+                except (AdbcError, pa.ArrowException, OSError) as e:  # errors met mid-stream come as Arrow errors
+                    raise self._error(e, sql, wrapped) from e
+                finally:
+                    self._canceller = None
+                    statement.close()
             finally:
-                self._canceller = None
-                cursor.close()
+                conn.close()
         finally:
-            conn.close()
+            database.close()
 
     # -- psycopg ---------------------------------------------------------------------------
     def _stream_psycopg(self, sql: str, wrapped: str) -> Iterator[pa.RecordBatch]:
@@ -158,6 +208,14 @@ class PostgresWarehouse(Warehouse):
 
     def check(self) -> list[str]:
         return readable_tables(self, self.user)
+
+
+def _conninfo_value(value: str) -> str:
+    """A conninfo value as psycopg's ``make_conninfo`` writes it: \\ and ' escaped, quoted when it has spaces."""
+    if not value:
+        return "''"
+    value = re.sub(r"([\\'])", r"\\\1", value)
+    return f"'{value}'" if re.search(r"\s", value) else value
 
 
 def _adbc_message(text: str) -> str:
