@@ -63,7 +63,7 @@ def test_snowflake_timeout_plumbing(snowflake_engine: Engine, config_dir: Path) 
     assert next(iter(wh.stream("select 1 as user_id", max_rows=1))).num_rows == 1  # the real login accepts it
     error = ProgrammingError(msg="Statement reached its statement or warehouse timeout of 7 second(s) and was canceled.",
                              errno=630, sqlstate="57014")
-    mapped = wh._error(error, "select 1")  # type: ignore[attr-defined]
+    mapped = wh.error(error, "select 1")  # type: ignore[attr-defined]
     assert "statement_timeout (7s)" in str(mapped)
 
 
@@ -78,7 +78,7 @@ def test_snowflake_error_codes(snowflake_engine: Engine, config_dir: Path, errno
     from snowflake.connector.errors import ProgrammingError
 
     wh = snowflake_engine.warehouse(config_dir)
-    mapped = wh._error(ProgrammingError(msg=message, errno=errno), "select 1")  # type: ignore[attr-defined]
+    mapped = wh.error(ProgrammingError(msg=message, errno=errno), "select 1")  # type: ignore[attr-defined]
     assert expected in str(mapped)
     assert mapped.exit_code == 3
 

@@ -55,8 +55,7 @@ def check_bookkeeping(name: str, source: SourceBase, config_dir: Path) -> list[s
     engine = source.type
     schema = source.bookkeeping_schema
     with open_warehouse(name, source, config_dir) as warehouse:
-        role = getattr(warehouse, "user", None)
-        grants = grant_statements(engine, schema, role if isinstance(role, str) else None)
+        grants = grant_statements(engine, schema, warehouse.user)
         try:
             with open_session(name, source, warehouse, trait="sql_traits_check", config_dir=config_dir) as session:
                 details = [_probe(session)]

@@ -33,8 +33,8 @@ from traits.errors import WarehouseError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from traits.config.models import SourceBase
-    from traits.warehouses.base import Warehouse
+    from traits.config.models import BigQuerySource
+    from traits.warehouses.bigquery import BigQueryWarehouse
 
 #: ids per insert job
 CHUNK = 50_000
@@ -44,11 +44,13 @@ _PRIMARY_KEY = re.compile(r"\bprimary key(\s*\([^)]*\))?(?!\s+not enforced)", re
 
 
 class BigQuerySession(Session):
-    def __init__(self, source: str, config: SourceBase, warehouse: Warehouse) -> None:
+    def __init__(self, source: str, config: BigQuerySource, warehouse: BigQueryWarehouse) -> None:
         super().__init__(source, config, warehouse)
+        self.bigquery = warehouse
+        self.timeout = config.statement_timeout
         self.dialect = dialect_for("bigquery")
-        self.client: Any = getattr(warehouse, "_client")()  # noqa: B009 - the BigQuery warehouse's own client
-        self.location: str | None = getattr(config, "location", None)
+        self.client: Any = warehouse.client()
+        self.location: str | None = config.location
         self._session_id: str | None = None
         self._ddl = DeferredDDL()
 
@@ -70,7 +72,7 @@ class BigQuerySession(Session):
         from google.api_core import exceptions as gexc
         from google.cloud import bigquery
 
-        config = getattr(self.warehouse, "job_config")()  # noqa: B009 - the source's job settings
+        config = self.bigquery.job_config()
         config.query_parameters = [_parameter(v) for v in params]
         if create_session:
             config.create_session = True
@@ -78,7 +80,7 @@ class BigQuerySession(Session):
             config.connection_properties = [bigquery.ConnectionProperty("session_id", self._session_id)]
         try:
             job = self.client.query(self._sql(sql, params), job_config=config, location=self.location)
-            rows = job.result(timeout=float(getattr(self.config, "statement_timeout", 600.0)) + 30.0)
+            rows = job.result(timeout=self.timeout + 30.0)
         except gexc.GoogleAPIError as e:
             raise self._error(e) from e
         except OSError as e:

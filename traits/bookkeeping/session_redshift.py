@@ -25,20 +25,19 @@ from traits.warehouses.base import APPLICATION_NAME, fmt_error
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from traits.config.models import SourceBase
-    from traits.warehouses.base import Warehouse
+    from traits.config.models import RedshiftSource
+    from traits.warehouses.redshift import RedshiftWarehouse
 
 #: ids per multi-row insert
 CHUNK = 5_000
 
 
 class RedshiftSession(Session):
-    def __init__(self, source: str, config: SourceBase, warehouse: Warehouse) -> None:
+    def __init__(self, source: str, config: RedshiftSource, warehouse: RedshiftWarehouse) -> None:
         super().__init__(source, config, warehouse)
         self.dialect = dialect_for("redshift")
-        connect: Any = getattr(warehouse, "_connect")  # noqa: B009 - the Redshift warehouse's own login
-        self.conn = connect()  # autocommit, as the warehouse opens it
-        timeout = max(int(float(getattr(config, "statement_timeout", 600.0)) * 1000), 1)
+        self.conn = warehouse.connect()  # autocommit, as the warehouse opens it
+        timeout = max(int(config.statement_timeout * 1000), 1)
         for statement in [f"set application_name to '{APPLICATION_NAME}'", f"set statement_timeout to {timeout}",
                           *self.dialect.session_settings()]:
             self.execute(statement)

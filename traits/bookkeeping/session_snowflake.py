@@ -35,8 +35,8 @@ from traits.warehouses.base import fmt_error
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from traits.config.models import SourceBase
-    from traits.warehouses.base import Warehouse
+    from traits.config.models import SnowflakeSource
+    from traits.warehouses.snowflake import SnowflakeWarehouse
 
 #: ids per multi-row insert
 CHUNK = 10_000
@@ -44,7 +44,7 @@ _RENAME = re.compile(r'^\s*alter\s+table\s+((?:"[^"]+"\.)+)("[^"]+")\s+rename\s+
 
 
 class SnowflakeSession(Session):
-    def __init__(self, source: str, config: SourceBase, warehouse: Warehouse) -> None:
+    def __init__(self, source: str, config: SnowflakeSource, warehouse: SnowflakeWarehouse) -> None:
         super().__init__(source, config, warehouse)
         self.dialect = dialect_for("snowflake")
         self.schema = snowflake_name(self.schema)
@@ -120,12 +120,12 @@ class SnowflakeSession(Session):
             self.conn.close()
 
 
-def _connect(warehouse: Warehouse) -> Any:
+def _connect(warehouse: SnowflakeWarehouse) -> Any:
     import snowflake.connector
 
-    args: dict[str, Any] = getattr(warehouse, "connect_args")()  # noqa: B009 - the Snowflake warehouse's login
+    args = warehouse.connect_args()
     args["session_parameters"] = {**args.get("session_parameters", {}), "TIMEZONE": "UTC"}
     try:
         return snowflake.connector.connect(**args)
     except snowflake.connector.Error as e:
-        raise getattr(warehouse, "_error")(e) from e  # noqa: B009 - its messages and hints
+        raise warehouse.error(e) from e

@@ -19,7 +19,7 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from traits.bookkeeping.dialects import Dialect, dialect_for
 from traits.errors import WarehouseError
@@ -28,7 +28,10 @@ from traits.warehouses.base import APPLICATION_NAME, Warehouse, fmt_error, resol
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from traits.config.models import SourceBase
+    from traits.config.models import DuckDBSource, SourceBase
+    from traits.warehouses.postgres import PostgresWarehouse
+
+W = TypeVar("W", bound=Warehouse)
 
 
 class Session(ABC):
@@ -82,16 +85,15 @@ class Session(ABC):
 class PostgresSession(Session):
     """Postgres through psycopg (Redshift has its own driver's session: ``session_redshift``)."""
 
-    def __init__(self, source: str, config: SourceBase, warehouse: Warehouse, engine: str = "postgres") -> None:
+    def __init__(self, source: str, config: SourceBase, warehouse: PostgresWarehouse, engine: str = "postgres") -> None:
         super().__init__(source, config, warehouse)
         self.dialect = dialect_for(engine)
         try:
             import psycopg
         except ImportError as e:
             raise WarehouseError("diff: warehouse needs the psycopg driver", hint="pip install 'sql-traits[postgres]'") from e
-        conninfo = getattr(warehouse, "conninfo")  # noqa: B009 - Postgres warehouses build their conninfo
         try:
-            self.conn = psycopg.connect(conninfo(read_only=False), autocommit=True)
+            self.conn = psycopg.connect(warehouse.conninfo(read_only=False), autocommit=True)
         except psycopg.Error as e:
             raise WarehouseError(f"source {source}: cannot open the bookkeeping session: {fmt_error(e)}") from e
         if engine == "postgres" and self.conn.info.server_version < 140000:
@@ -186,12 +188,12 @@ class DuckDBSession(Session):
 
     CATALOG = "sql_traits_bookkeeping"
 
-    def __init__(self, source: str, config: SourceBase, warehouse: Warehouse, trait: str, config_dir: Path) -> None:
+    def __init__(self, source: str, config: DuckDBSource, warehouse: Warehouse, trait: str, config_dir: Path) -> None:
         super().__init__(source, config, warehouse)
         import duckdb
 
         self.dialect = dialect_for("duckdb")
-        data = resolve_path(config_dir, str(getattr(config, "path")))  # noqa: B009 - a DuckDB source has a path
+        data = resolve_path(config_dir, config.path)
         self.file = bookkeeping_file(data, trait)
         self.file.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -271,22 +273,37 @@ def _sql_text(text: str) -> str:
 
 
 def open_session(source: str, config: SourceBase, warehouse: Warehouse, *, trait: str, config_dir: Path) -> Session:
-    kind = config.type
-    if kind == "duckdb":
+    """The bookkeeping session of a source's engine, on the connection details of its warehouse."""
+    from traits.config.models import BigQuerySource, DuckDBSource, RedshiftSource, SnowflakeSource
+
+    if isinstance(config, DuckDBSource):
         return DuckDBSession(source, config, warehouse, trait, config_dir)
-    if kind == "postgres":
-        return PostgresSession(source, config, warehouse, kind)
-    if kind == "redshift":
+    if config.type == "postgres":
+        from traits.warehouses.postgres import PostgresWarehouse
+
+        return PostgresSession(source, config, _narrow(warehouse, PostgresWarehouse), "postgres")
+    if isinstance(config, RedshiftSource):
         from traits.bookkeeping.session_redshift import RedshiftSession
+        from traits.warehouses.redshift import RedshiftWarehouse
 
-        return RedshiftSession(source, config, warehouse)
-    if kind == "snowflake":
+        return RedshiftSession(source, config, _narrow(warehouse, RedshiftWarehouse))
+    if isinstance(config, SnowflakeSource):
         from traits.bookkeeping.session_snowflake import SnowflakeSession
+        from traits.warehouses.snowflake import SnowflakeWarehouse
 
-        return SnowflakeSession(source, config, warehouse)
-    if kind == "bigquery":
+        return SnowflakeSession(source, config, _narrow(warehouse, SnowflakeWarehouse))
+    if isinstance(config, BigQuerySource):
         from traits.bookkeeping.session_bigquery import BigQuerySession
+        from traits.warehouses.bigquery import BigQueryWarehouse
 
-        return BigQuerySession(source, config, warehouse)
+        return BigQuerySession(source, config, _narrow(warehouse, BigQueryWarehouse))
+    kind = config.type
     raise WarehouseError(f"source {source}: diff: warehouse has no bookkeeping session for type {kind} in this build",
                          hint="use diff: local for this source")
+
+
+def _narrow(warehouse: Warehouse, cls: type[W]) -> W:
+    """The source's warehouse as its engine's class (what ``open_warehouse`` made for its type)."""
+    if not isinstance(warehouse, cls):
+        raise TypeError(f"a {type(warehouse).__name__} is no {cls.__name__}")
+    return warehouse

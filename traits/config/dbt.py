@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from traits.config.models import SqlAlchemySource
 from traits.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -163,8 +164,8 @@ def quoted_relation(relation: Relation, source: SourceConfig) -> str:
         return _backtick(".".join([p for p in (relation.database, *parts) if p]))
     if kind == "snowflake":
         return ".".join(p for p in (relation.database, *parts) if p)
-    if kind == "sqlalchemy":
-        dialect = getattr(source, "dialect", "")
+    if isinstance(source, SqlAlchemySource):
+        dialect = source.dialect
         if dialect in ("mysql", "mariadb"):
             return ".".join(_backtick(p) for p in parts)
         if dialect == "mssql":

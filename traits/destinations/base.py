@@ -92,6 +92,21 @@ class Destination(ABC):
         """Release connections."""
 
 
+class CallStream(ABC):
+    """Calls that can also be handed over a chunk or a block at a time (``pipeline.deliver.ChangeCalls``)."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[Call]: ...
+
+    @abstractmethod
+    def chunks(self) -> AsyncIterator[Sequence[Call]]:
+        """The calls, a list at a time."""
+
+    @abstractmethod
+    def blocks(self) -> AsyncIterator[CallBlock | Sequence[Call]]:
+        """The calls as whole blocks where the engine made them in bulk, else as lists."""
+
+
 async def in_blocks(calls: AsyncIterator[Call]) -> AsyncGenerator[CallBlock | Sequence[Call], None]:
     """``calls`` a block at a time where the engine made them in bulk, else a list at a time.
 
@@ -99,9 +114,8 @@ async def in_blocks(calls: AsyncIterator[Call]) -> AsyncGenerator[CallBlock | Se
     destination that set ``block_rows``; calls Python had to build (``send: changed``) still
     come as lists, and so does any other iterator.
     """
-    blocks = getattr(calls, "blocks", None)
-    if blocks is not None:
-        async for block in blocks():
+    if isinstance(calls, CallStream):
+        async for block in calls.blocks():
             yield block
         return
     async for chunk in in_chunks(calls):
@@ -115,9 +129,8 @@ async def in_chunks(calls: AsyncIterator[Call]) -> AsyncGenerator[Sequence[Call]
     a batching destination does no async step per call (at a million calls that step shows);
     any other iterator gives one call per list.
     """
-    chunks = getattr(calls, "chunks", None)
-    if chunks is not None:
-        async for chunk in chunks():
+    if isinstance(calls, CallStream):
+        async for chunk in calls.chunks():
             yield chunk
         return
     async for call in calls:

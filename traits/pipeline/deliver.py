@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from traits import columnar
 from traits.config.env import redact
-from traits.destinations.base import Call, CallBlock, Destination
+from traits.destinations.base import Call, CallBlock, CallStream, Destination
 from traits.errors import TraitsError
 from traits.pipeline.payloads import CallBuilder
 from traits.snapshot_format import source
@@ -98,7 +98,7 @@ def preview_calls(changes: Path, builder: CallBuilder, limit: int) -> list[Call]
     return found
 
 
-class ChangeCalls:
+class ChangeCalls(CallStream):
     """The calls of a change file: an async iterator of calls, and (faster) of whole chunks.
 
     Chunks are read in a worker thread, the next one while this one is being sent: the engine

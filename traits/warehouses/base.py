@@ -62,6 +62,11 @@ class Warehouse(ABC):
     def check(self) -> list[str]:
         """Connect, run a trivial query, and describe what the configured user can read."""
 
+    @property
+    def user(self) -> str | None:
+        """The role the source logs in as, where the engine has one to grant to (None: unknown)."""
+        return None
+
     def known_ids(self, table: str, column: str, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` appear in ``table.column`` (for preview's ✓ / ? marks)."""
         if not ids:

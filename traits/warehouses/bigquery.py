@@ -43,7 +43,8 @@ class BigQueryWarehouse(Warehouse):
         """BigQuery escapes quotes in literals with a backslash, not by doubling them."""
         return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
+        """A client as the source's queries use (the bookkeeping session makes its own with it)."""
         try:
             import google.cloud.bigquery as bigquery
             from google.api_core.client_options import ClientOptions
@@ -95,7 +96,7 @@ class BigQueryWarehouse(Warehouse):
         from google.api_core import exceptions as gexc
 
         wrapped = limited(sql, max_rows)
-        client = self._client()
+        client = self.client()
         job = None
         try:
             job = client.query(wrapped, job_config=self.job_config(), location=self.config.location)
@@ -158,7 +159,7 @@ class BigQueryWarehouse(Warehouse):
     def check(self) -> list[str]:
         for _ in self.stream("select 1 as ok", max_rows=1):
             pass
-        client = self._client()
+        client = self.client()
         try:
             from google.api_core import exceptions as gexc
 

@@ -54,7 +54,8 @@ class RedshiftWarehouse(Warehouse):
             args["is_serverless"] = True
         return args
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
+        """A connection as the source logs in (autocommit); the bookkeeping session opens its own with it."""
         redshift_connector, RedshiftError = _driver()
         try:
             conn = redshift_connector.connect(**self.connect_args())
@@ -69,7 +70,7 @@ class RedshiftWarehouse(Warehouse):
         _, RedshiftError = _driver()
         wrapped = limited(sql, max_rows)
         declare = f"declare {CURSOR} cursor for {wrapped}"
-        conn = self._connect()
+        conn = self.connect()
         try:
             cursor = conn.cursor()
             try:

@@ -72,7 +72,7 @@ class SnowflakeWarehouse(Warehouse):
         try:
             return snowflake.connector.connect(**self.connect_args())
         except snowflake.connector.Error as e:
-            raise self._error(e) from e
+            raise self.error(e) from e
         except (OSError, ValueError, TypeError) as e:  # the key file: missing, unreadable, wrong passphrase
             raise WarehouseError(f"source {self.name}: cannot use private_key_file {self.config.private_key_file} ({fmt_error(e)})",
                                  hint="check the key file's path and private_key_passphrase") from e
@@ -93,7 +93,7 @@ class SnowflakeWarehouse(Warehouse):
                 if not yielded:
                     yield self._portable(pa.RecordBatch.from_pylist([], schema=_schema(cursor.description or [])))
             except snowflake.connector.Error as e:
-                raise self._error(e, sql) from e
+                raise self.error(e, sql) from e
             finally:
                 cursor.close()
         finally:
@@ -112,7 +112,7 @@ class SnowflakeWarehouse(Warehouse):
             columns.append(column)
         return portable_batch(pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields)))
 
-    def _error(self, error: Exception, sql: str = "") -> WarehouseError:
+    def error(self, error: Exception, sql: str = "") -> WarehouseError:
         where = f"source {self.name}"
         errno = int(getattr(error, "errno", 0) or 0)
         raw = str(getattr(error, "raw_msg", None) or getattr(error, "msg", None) or error).strip()
