@@ -39,6 +39,34 @@ def require_postgres() -> None:
         pytest.skip(why)
 
 
+#: test files whose tests share a module-scoped fixture that is slow to build, parametrized by
+#: state backend (the console's demo: two runs of the demo project and a console; a browser):
+#: under pytest-xdist each file and backend runs on one worker, so each is built once
+SHARED_FIXTURE_FILES = ("tests/console/test_api.py", "tests/console/test_browser.py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (pyproject's addopts), grouping by ``SHARED_FIXTURE_FILES``.
+
+    pytest-xdist 3.8's own grouping (the ``xdist_group`` mark) rewrites ``item._nodeid``, which
+    pytest 9.2 no longer reads, so that mark silently groups nothing; the scheduler here groups
+    by node id instead (it runs in the controller, which sees only node ids)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None  # another --dist: xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path, _, rest = nodeid.partition("::")
+            if path not in SHARED_FIXTURE_FILES:
+                return nodeid  # every other test is scheduled alone, as under --dist load
+            # ``test_x[local]``, ``test_y[postgres-/api/nothing]``: the backend's id comes first
+            backend = rest.partition("[")[2].split("-")[0].rstrip("]")
+            return f"{path}[{backend}]"
+
+    return SharedFixtureScheduling(config, log)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"not strict JSON: {name}")
 

@@ -40,6 +40,9 @@ ENGINES = ["duckdb", "postgres", "postgres_psycopg", "redshift", "snowflake", "b
            "sqlalchemy_postgres"]
 
 PG_SETUP = f"""
+-- the reader role is shared by every session on the server (each has its own database): one
+-- session at a time creates it and sets its password (two at once: "tuple concurrently updated")
+select pg_advisory_xact_lock(hashtext('sql-traits tests: {READER}'));
 drop schema if exists conf cascade;
 drop schema if exists restricted cascade;
 do $$ begin

@@ -28,6 +28,16 @@ PROJECT = Path(__file__).parent / "project"
 
 
 def _dbt_binary() -> Path:
+    """The venv's ``dbt``, installed by the first session (or xdist worker) to get the lock; the
+    others wait for it and reuse it."""
+    from filelock import FileLock
+
+    VENV.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(VENV.parent / f"{VENV.name}.lock")):
+        return _install_dbt()
+
+
+def _install_dbt() -> Path:
     dbt = VENV / "bin" / "dbt"
     if dbt.exists():
         return dbt
