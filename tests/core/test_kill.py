@@ -25,14 +25,43 @@ TRAIT = """  t:
 
 
 def expected(project: Project) -> dict[str, dict[str, object]]:
-    import duckdb
+    if project.source_kind == "duckdb":
+        import duckdb
 
-    con = duckdb.connect(str(project.root / "wh.duckdb"), read_only=True)
-    try:
-        rows = con.execute("select id, n, label from people").fetchall()
-    finally:
-        con.close()
+        con = duckdb.connect(str(project.root / "wh.duckdb"), read_only=True)
+        try:
+            rows = con.execute("select id, n, label from people").fetchall()
+        finally:
+            con.close()
+    else:
+        import psycopg
+
+        from tests.conftest import PG_DSN
+
+        with psycopg.connect(PG_DSN) as conn:
+            rows = conn.execute(f"select id, n, label from {project.pg_schema}.people").fetchall()  # type: ignore[arg-type]
     return {r[0]: {"label": r[2], "n": r[1]} for r in rows}
+
+
+def run_tables(project: Project) -> list[str]:
+    """The per-run tables left in the bookkeeping schema (warehouse mode)."""
+    if project.source_kind == "duckdb":
+        import duckdb
+
+        con = duckdb.connect(str(project.root / "wh.duckdb.sql_traits" / "t.duckdb"), read_only=True)
+        try:
+            tables = [str(r[0]) for r in con.execute("select table_name from duckdb_tables()").fetchall()]
+        finally:
+            con.close()
+    else:
+        import psycopg
+
+        from tests.conftest import PG_DSN
+
+        with psycopg.connect(PG_DSN) as conn:
+            rows = conn.execute("select table_name from information_schema.tables where table_schema = %s", (project.bookkeeping_schema,))
+            tables = [str(r[0]) for r in rows.fetchall()]
+    return [t for t in tables if t.startswith("run_")]
 
 
 def start_run(project: Project) -> subprocess.Popen[bytes]:
@@ -53,17 +82,31 @@ def wait_for(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 
 @pytest.mark.slow
 def test_sigkill_at_random_points_then_a_final_run_holds_every_value(duck_project: Project) -> None:
-    project = duck_project
-    project.sql(f"create table people as select 'u' || g as id, g % 13 as n, 'v0' as label from range({ROWS}) t(g)")
+    sigkill_rounds(duck_project)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("project", ["postgres-adbc+warehouse"], indirect=True)
+def test_sigkill_at_random_points_on_postgres_in_warehouse_mode(project: Project) -> None:
+    """The same rounds with the diff in the real Postgres: its per-run tables, folds and resumes."""
+    sigkill_rounds(project)
+
+
+def sigkill_rounds(project: Project) -> None:
+    duck = project.source_kind == "duckdb"
+    rows = f"range({ROWS}) t(g)" if duck else f"generate_series(0, {ROWS - 1}) t(g)"
+    project.sql(f"create table people as select 'u' || g as id, g % 13 as n, 'v0' as label from {rows}")
     project.write(TRAIT.replace("    destinations: [out]\n", "    destinations: [out]\n"),
                   destinations="  out: {type: file, path: out/calls.jsonl, batch_size: 200}\n")
     rng = random.Random(7)
     killed_during_delivery = 0
     for round_ in range(8):
         # a day of change: some rows change, some leave, some arrive
-        project.sql(f"update people set label = 'v{round_ + 1}' where hash(id, {round_}) % 4 = 0")
-        project.sql(f"delete from people where hash(id, {round_}, 'x') % 50 = 0")
-        project.sql(f"insert into people select 'n{round_}_' || g, g, 'new' from range(500) t(g)")
+        some = (lambda salt, m: f"hash(id, '{salt}') % {m} = 0") if duck else (lambda salt, m: f"abs(hashtext(id || '{salt}')) % {m} = 0")
+        project.sql(f"update people set label = 'v{round_ + 1}' where {some(round_, 4)}")
+        project.sql(f"delete from people where {some(str(round_) + 'x', 50)}")
+        new = "range(500) t(g)" if duck else "generate_series(0, 499) t(g)"
+        project.sql(f"insert into people select 'n{round_}_' || g, g, 'new' from {new}")
         lines_before = project.calls_path.read_bytes().count(b"\n") if project.calls_path.exists() else 0
         process = start_run(project)
         if round_ % 2 == 0:
@@ -88,12 +131,5 @@ def test_sigkill_at_random_points_then_a_final_run_holds_every_value(duck_projec
     assert out["runs"][0]["sent"] == 0
     if project.diff == "warehouse":
         # the killed runs' tables are gone: each run drops its own, and the next drops a killed one's
-        import duckdb
-
-        con = duckdb.connect(str(project.root / "wh.duckdb.sql_traits" / "t.duckdb"), read_only=True)
-        try:
-            tables = [str(r[0]) for r in con.execute("select table_name from duckdb_tables()").fetchall()]
-        finally:
-            con.close()
-        assert not [t for t in tables if t.startswith("run_")], tables
+        assert run_tables(project) == []
         assert out["runs"][0]["rows_fetched"] == 0
