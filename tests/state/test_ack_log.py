@@ -30,3 +30,23 @@ def test_calls_and_blocks_read_back_as_their_ids_and_a_torn_line_is_skipped(tmp_
     finally:
         con.close()
     assert sorted(read) == sorted([*KEYS, *KEYS[2:7], "old1", "old\n2"])  # the engine may read lines in parallel
+
+
+def test_a_log_larger_than_the_engine_memory_is_read_in_bounded_pieces(tmp_path: Path) -> None:
+    """A first sync's log holds every id it sent: at 100M ids 1.2 GiB, read while the engine's limit is 512 MB."""
+    import duckdb
+
+    path = tmp_path / "acks.jsonl"
+    ids = 6_000_000  # ~84 MB of log against a 64 MB limit
+    with open(path, "w") as f:
+        for start in range(0, ids, 500_000):
+            f.write("".join(f'"u{i:011d}"\n' for i in range(start, start + 500_000)))
+    assert path.stat().st_size > 80 * 2**20
+    con = duckdb.connect()
+    try:
+        con.execute("SET memory_limit = '64MB'")
+        con.execute("SET threads = 2")
+        row = con.execute(f"select count(*), count(distinct k) from ({acked_keys_sql(path)}) t(k)").fetchone()
+    finally:
+        con.close()
+    assert row == (ids, ids)

@@ -65,6 +65,10 @@ def _open_sqlite(path: Path) -> sqlite3.Connection:
     return db
 
 
+#: the longest ack log line read (an older log's batch line of ids), and the reader's buffer
+ACK_LINE_BYTES = 8 * 2**20
+
+
 def acked_keys_sql(acks: Path) -> str:
     """SQL for the ids an ack log lists, one row per id (an id acknowledged twice comes twice).
 
@@ -75,11 +79,15 @@ def acked_keys_sql(acks: Path) -> str:
     ids each did not fit its memory limit. A torn last line (a writer killed mid-append) is not
     valid JSON and is skipped; the whole lines before it were written after their calls were
     acknowledged, so each is an acknowledgement.
+
+    The reader's buffer is bounded (``ACK_LINE_BYTES``): with a larger line limit DuckDB read a
+    log smaller than that limit in one block, and a 100M-id log (1.2 GiB) did not fit the engine's
+    memory limit at commit.
     """
     return (
         "select unnest(case when starts_with(line, '{') then json_extract_string(line, '$.k[*]') else [line ->> '$'] end) "
         f"from read_csv('{sql_path(acks)}', columns = {{'line': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '', "
-        "header = false, max_line_size = 1073741824) where json_valid(line)"
+        f"header = false, max_line_size = {ACK_LINE_BYTES}, buffer_size = {ACK_LINE_BYTES}) where json_valid(line)"
     )
 
 
