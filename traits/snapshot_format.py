@@ -49,13 +49,6 @@ HASH_SCHEME = "sql-traits/h1"
 HASH_CANARY_SQL = f"hash('{HASH_SCHEME}')"
 DIGEST_MODULUS = 2**64
 
-SNAPSHOT_COLUMNS = ("id", "row_hash", "values_json", "user_id", "exited", "hash_canary", "acked_run")
-#: what the diff and the folds read of a snapshot (``acked_run`` only profiles and compaction need)
-SNAPSHOT_SELECT = "id, row_hash, values_json, user_id, exited, hash_canary"
-CHANGE_FILE_COLUMNS = ("id", "change", "row_hash", "values_json", "user_id", "old_row_hash", "old_values_json", "old_user_id")
-CHANGE_COLUMNS = (
-    "id", "change", "before_row_hash", "before_values_json", "before_user_id", "after_row_hash", "after_values_json", "after_user_id",
-)
 #: columns the staged result carries besides the query's own: each row's hash and rule check
 STAGED_ROW_HASH = "__sql_traits_row_hash"
 STAGED_NON_FINITE = "__sql_traits_non_finite"
@@ -78,6 +71,11 @@ _TYPES: dict[Kind, dict[str, str]] = {
     },
     "staged": {},
 }
+SNAPSHOT_COLUMNS = tuple(_TYPES["snapshot"])
+#: what the diff and the folds read of a snapshot (``acked_run`` only profiles and compaction need)
+SNAPSHOT_SELECT = ", ".join(c for c in SNAPSHOT_COLUMNS if c != "acked_run")
+CHANGE_FILE_COLUMNS = tuple(_TYPES["changes"])
+CHANGE_COLUMNS = tuple(_TYPES["history"])
 #: the names files of earlier releases used, by their names now
 _EARLIER: dict[str, str] = {
     "h": "row_hash", "v": "values_json", "u": "user_id", "uid": "user_id", "deleted": "exited", "hv": "hash_canary",
@@ -123,16 +121,17 @@ class Changes:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def relation(self, con: duckdb.DuckDBPyConnection) -> str:
-        """The change file as a SQL relation (``source``)."""
-        return source(con, self.path, "changes")
+
+def column_names(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """The top-level columns of a Parquet file, as written (read from its footer)."""
+    return [str(d[0]) for d in con.execute(f"select * from read_parquet('{sql_path(path)}') limit 0").description]
 
 
 def source(con: duckdb.DuckDBPyConnection, path: Path, kind: Kind, *, file_row_number: bool = False) -> str:
     """``path`` as a SQL relation with this release's column names (see the module's docstring)."""
     options = ", file_row_number = true" if file_row_number else ""
     read = f"read_parquet('{sql_path(path)}'{options})"
-    names = [str(d[0]) for d in con.execute(f"select * from read_parquet('{sql_path(path)}') limit 0").description]
+    names = column_names(con, path)
     earlier = _STAGED_EARLIER if kind == "staged" else set(_EARLIER)
     present = set(names)
     renames, dropped = [], []
@@ -252,6 +251,6 @@ CHANGES_AS_SNAPSHOT = (
 __all__ = [
     "CHANGES_AS_HISTORY", "CHANGES_AS_SNAPSHOT", "CHANGE_COLUMNS", "CHANGE_FILE_COLUMNS", "DELTA_AS_HISTORY", "DIGEST_MODULUS",
     "HASH_CANARY_SQL", "HASH_SCHEME", "SNAPSHOT_COLUMNS", "SNAPSHOT_SELECT", "STAGED_NON_FINITE", "STAGED_OWN_COLUMNS", "STAGED_ROW_HASH",
-    "Changes", "Snapshot", "delta_columns_sql", "digest_sql", "latest_rows", "pair_hash_sql", "rehash_sql", "row_hash", "source",
+    "Changes", "Snapshot", "column_names", "delta_columns_sql", "digest_sql", "latest_rows", "pair_hash_sql", "rehash_sql", "row_hash", "source",
     "write_no_changes",
 ]

@@ -96,8 +96,8 @@ class WarehouseDiffer:
         self.fetched = fetched
         self.result = session.table(result_table(run_id))
         self.prepared: Prepared | None = None
-        #: destinations whose changes table this run has built (``_join``)
-        self._joined: set[str] = set()
+        #: destinations whose changes table this run has built (``_join``), with its full_resync
+        self._joined: dict[str, bool] = {}
 
     # -- the schema's own tables -------------------------------------------------------------
     def ensure_schema(self) -> None:
@@ -166,8 +166,8 @@ class WarehouseDiffer:
                 return self.prepared
         rows, digest = self._materialise(sql, shape, max_rows)
         self.prepared = Prepared(shape, rows, materialised=True, current=current)
-        proven = not full_resync and any(self._unique_by_digest(d, info, rows, digest) for d, info in list(current.items())[:1])
-        if not proven:
+        first = next(iter(current.items()), None)
+        if full_resync or first is None or not self._unique_by_digest(*first, rows, digest):
             self._check_unique(shape)
         return self.prepared
 
@@ -255,7 +255,7 @@ class WarehouseDiffer:
         """The destination's changed ids (with both sides' hashes), joined once per run; the table's name."""
         s = self.session
         changes = s.table(changes_table(self.run_id, self.name, destination))
-        if destination in self._joined:
+        if self._joined.get(destination) == full_resync:
             return changes
         snapshot = s.table(info.table)
         differs = "1 = 1" if full_resync else f"n.{ID} is null or s.{ID} is null or s.{ROW_HASH} is null or n.{ROW_HASH} <> s.{ROW_HASH}"
@@ -268,7 +268,7 @@ class WarehouseDiffer:
                 from {self.result} n full outer join {snapshot} s on n.{ID} = s.{ID}
                 where {differs}"""
         )
-        self._joined.add(destination)
+        self._joined[destination] = full_resync
         return changes
 
     def _check_rows(self, shape: Shape, rows: int, nulls: int, bad_rows: int, max_rows: int, *, source: str, query: str) -> None:

@@ -70,16 +70,8 @@ class RedshiftSession(Session):
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._run(sql, params, fetch=True)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.execute("begin")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(WarehouseError):
-                self.execute("rollback")
-            raise
-        self.execute("commit")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return self._statements_transaction("begin")
 
     def upload_ids(self, table: str, ids: Iterator[pa.Array]) -> int:
         self.execute(f"create table {table} (sql_traits_id {self.dialect.text_type} primary key)")

@@ -60,6 +60,19 @@ class Session(ABC):
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Statements run inside are committed together, or not at all."""
 
+    @contextlib.contextmanager
+    def _statements_transaction(self, begin: str) -> Iterator[None]:
+        """A transaction by statements: ``begin``, then ``commit``, or ``rollback`` (whose own
+        failure does not hide the error that caused it)."""
+        self.execute(begin)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(WarehouseError):
+                self.execute("rollback")
+            raise
+        self.execute("commit")
+
     @abstractmethod
     def upload_ids(self, table: str, ids: Iterator[pa.Array]) -> int:
         """Create ``table`` (one text column ``sql_traits_id``) holding ``ids``; returns the count."""
@@ -223,15 +236,8 @@ class DuckDBSession(Session):
         except duckdb.Error as e:
             raise WarehouseError(f"source {self.source}: bookkeeping statement failed: {fmt_error(e)}") from e
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.execute("begin transaction")
-        try:
-            yield
-        except BaseException:
-            self.execute("rollback")
-            raise
-        self.execute("commit")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return self._statements_transaction("begin transaction")
 
     def upload_ids(self, table: str, ids: Iterator[pa.Array]) -> int:
         import pyarrow as pa

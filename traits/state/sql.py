@@ -26,6 +26,7 @@ from traits.snapshot_format import (
     DELTA_AS_HISTORY,
     HASH_CANARY_SQL,
     SNAPSHOT_COLUMNS,
+    column_names,
     latest_rows,
     source,
 )
@@ -120,8 +121,7 @@ class Fold:
 
 def _is_delta(con: Any, changes: Path, run_id: str) -> bool:
     """Whether the change file holds only added rows and carries the snapshot's columns for ``run_id``."""
-    names = {str(d[0]) for d in con.execute(f"select * from read_parquet('{sql_path(changes)}') limit 0").description}
-    if not set(SNAPSHOT_COLUMNS) <= names or not run_id:
+    if not set(SNAPSHOT_COLUMNS) <= set(column_names(con, changes)) or not run_id:
         return False  # not a first sync's change file of this release (``snapshot_format.delta_columns_sql``)
     row = con.execute(
         f"""select count(*) filter (where change <> 'added' or exited or hash_canary <> {HASH_CANARY_SQL} or acked_run is distinct from $run) = 0
