@@ -3,7 +3,7 @@
 ``run_changes`` holds each commit's acknowledged rows with the values before and after
 (``snapshot_format.CHANGE_COLUMNS``), recorded just before the fold (idempotent: a repeated commit
 records nothing twice) and pruned by age; ``pending_exits`` holds the ids pending exit,
-replaced at each commit. Both tables are created on first open where missing. Rows move by
+replaced at each commit. Both tables are created with the rest (``pg_schema``). Rows move by
 COPY in CSV, converted by the columnar engine (``pg_transfer``). Like every write of a run,
 these check the lock's fence (``postgres``) in their own transaction.
 """
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from traits.snapshot_format import CHANGE_COLUMNS
-from traits.state.pg_locks import lock_key  # the one key that serializes schema changes
 from traits.state.pg_transfer import changes_history_csv, history_csv_to_parquet, load_csv, pending_csv_to_parquet, pending_to_csv
 from traits.state.records import RunRecord
 
@@ -29,34 +28,6 @@ if TYPE_CHECKING:
 _HISTORY = ", ".join(CHANGE_COLUMNS)
 _HISTORY_P = ", ".join(f"p.{c}" for c in CHANGE_COLUMNS)
 
-#: the tables of run changes and pending exits, created on first open where missing
-_CHANGE_TABLES = """
-create table if not exists {s}.run_changes (
-    trait text not null,
-    destination text not null,
-    run_id text not null,
-    id text not null,
-    change text not null,
-    before_row_hash bigint,
-    before_values_json text,
-    before_user_id text,
-    after_row_hash bigint,
-    after_values_json text,
-    after_user_id text,
-    recorded_at timestamptz not null default now(),
-    primary key (trait, destination, run_id, id)
-);
-create index if not exists run_changes_by_age on {s}.run_changes (recorded_at);
-create table if not exists {s}.pending_exits (
-    trait text not null,
-    destination text not null,
-    id text not null,
-    first_missing_at text not null,
-    misses integer not null,
-    run_id text not null,
-    primary key (trait, destination, id)
-);
-"""
 
 
 class ChangeTables:
@@ -71,18 +42,6 @@ class ChangeTables:
         def _db(self, what: str) -> AbstractContextManager[psycopg.Connection[Any]]: ...
         def _cache_dir(self, trait: str, destination: str) -> Path: ...
         def _check_fence(self, conn: psycopg.Connection[Any], fence: Any) -> None: ...
-
-    def _create_change_tables(self) -> None:
-        with self._db("reading its schema") as conn:
-            row = conn.execute(
-                "select to_regclass(%s) is not null and to_regclass(%s) is not null",
-                (f"{self.s}.run_changes", f"{self.s}.pending_exits"),
-            ).fetchone()
-        if row and row[0]:
-            return
-        with self._db("creating its schema") as conn:
-            conn.execute("select pg_advisory_xact_lock(%s)", (lock_key(self.schema, "\0schema"),))
-            conn.execute(_CHANGE_TABLES.format(s=self.s))
 
     def _record_changes(self, run_id: str, trait: str, destination: str, changes: Path) -> None:
         """The acknowledged rows' values before and after, kept for ``traits revert`` (idempotent)."""

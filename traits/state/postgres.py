@@ -31,8 +31,8 @@ not its own). Bulk moves go through COPY in CSV, converted by the columnar engin
 Python loop ever touches the rows. ``row_hash`` and ``hash_canary`` are unsigned 64-bit; they
 are stored in signed ``bigint`` shifted by 2**63.
 
-A store of an earlier layout is migrated when it is opened: its columns are renamed
-(``_RENAMES``, which is cheap: Postgres renames in its catalog) and the missing ones added.
+The tables, and the migration of a store of an earlier layout when it is opened, are
+``pg_schema``'s.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ from traits.errors import LockLostError, StateError
 from traits.snapshot_format import Changes
 from traits.state.base import AckLog, StateStore, held_values
 from traits.state.pg_changes import ChangeTables
-from traits.state.pg_locks import Fence, FencedLocks, lock_key
+from traits.state.pg_locks import Fence, FencedLocks
+from traits.state.pg_schema import create_or_migrate, is_current
 from traits.state.pg_transfer import cache_name, changes_to_csv, csv_to_parquet, load_csv, write_listing
 from traits.state.records import HeldValues, RunRecord
 
@@ -66,78 +67,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("traits.state")
 
 DEFAULT_SCHEMA = "sql_traits"
-#: names the table layout below; change it when the layout changes, so stores migrate on open
-SCHEMA_LAYOUT = "sql-traits state, layout 5"
 #: cache files of older snapshot versions are kept this long for readers still using them
 CACHE_GRACE_SECONDS = 3600.0
 
-_TABLES = """
-create table if not exists {s}.runs (
-    run_id text primary key,
-    trait text not null,
-    started_at text not null,
-    status text not null,
-    record jsonb not null,
-    seq bigserial
-);
-create index if not exists runs_by_trait on {s}.runs (trait, started_at);
-create table if not exists {s}.kv (key text primary key, value jsonb not null);
-create table if not exists {s}.locks (
-    trait text primary key,
-    holder text not null,
-    acquired_at timestamptz not null default now()
-);
-alter table {s}.locks add column if not exists epoch bigint not null default 0;
-alter table {s}.locks add column if not exists lock_pid integer;
-alter table {s}.locks add column if not exists keeper_pid integer;
-alter table {s}.locks add column if not exists keeper_start timestamptz;
-create table if not exists {s}.snapshots (
-    trait text not null,
-    destination text not null,
-    version bigint not null,
-    token text not null,
-    primary key (trait, destination)
-);
-create table if not exists {s}.snapshot_rows (
-    trait text not null,
-    destination text not null,
-    id text not null,
-    row_hash bigint,
-    values_json text,
-    primary key (trait, destination, id)
-);
-create table if not exists {s}.exited_rows (
-    trait text not null,
-    destination text not null,
-    id text not null,
-    values_json text,
-    user_id text,
-    acked_run text,
-    primary key (trait, destination, id)
-);
-create table if not exists {s}.acks (
-    run_id text not null,
-    trait text not null,
-    destination text not null,
-    id text not null
-);
-create index if not exists acks_by_run on {s}.acks (run_id, destination);
-"""
-#: columns added since the first layout, after ``_RENAMES``
-_ADDED = """
-alter table {s}.snapshot_rows add column if not exists user_id text;
-alter table {s}.snapshot_rows add column if not exists hash_canary bigint;
-alter table {s}.snapshot_rows add column if not exists acked_run text;
-"""
-#: the columns earlier layouts named otherwise, by table: renamed when a store is opened
-_RENAMES = {
-    "snapshot_rows": {"h": "row_hash", "v": "values_json", "u": "user_id", "hv": "hash_canary", "r": "acked_run"},
-    "exited_rows": {"v": "values_json", "u": "user_id", "r": "acked_run"},
-    "run_changes": {
-        "before_h": "before_row_hash", "before_v": "before_values_json", "before_u": "before_user_id",
-        "after_h": "after_row_hash", "after_v": "after_values_json", "after_u": "after_user_id",
-    },
-}
 
 
 def split_dsn(dsn: str) -> tuple[str, str]:
@@ -211,7 +143,6 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
         except OSError as e:
             raise StateError(f"cannot create the work directory {work_dir}: {e.strerror}") from e
         self._create_schema()
-        self._create_change_tables()
 
     # -- connections -----------------------------------------------------------------------
     def _connect(self, autocommit: bool = True) -> psycopg.Connection[Any]:
@@ -244,32 +175,12 @@ class PostgresStateStore(FencedLocks, ChangeTables, StateStore):
             raise StateError(f"the state store {self.where} failed {what}: {redact(str(e)).strip()}") from e
 
     def _create_schema(self) -> None:
-        # the DDL (ALTER TABLE takes an exclusive lock even when there is nothing to add) runs
-        # only when the schema's comment does not name this layout: opening a store is cheap
-        marker = "select obj_description(to_regnamespace(%s)::oid, 'pg_namespace')"
+        """Create the store's tables, or migrate an earlier layout's (``pg_schema``)."""
         with self._db("reading its schema") as conn:
-            row = conn.execute(marker, (self.schema,)).fetchone()
-        if row and row[0] == SCHEMA_LAYOUT:
-            return
+            if is_current(conn, self.schema):
+                return
         with self._db("creating its schema") as conn:
-            # concurrent ``create ... if not exists`` can still collide; serialize them
-            conn.execute("select pg_advisory_xact_lock(%s)", (lock_key(self.schema, "\0schema"),))
-            conn.execute(f"create schema if not exists {self.s}")
-            conn.execute(_TABLES.format(s=self.s))
-            self._rename_earlier_columns(conn)
-            conn.execute(_ADDED.format(s=self.s))
-            conn.execute(f"comment on schema {self.s} is '{SCHEMA_LAYOUT}'")
-
-    def _rename_earlier_columns(self, conn: psycopg.Connection[Any]) -> None:
-        """Give an earlier layout's columns (``_RENAMES``) their names, in the schema's transaction."""
-        rows = conn.execute(
-            "select table_name, column_name from information_schema.columns where table_schema = %s", (self.schema,)
-        ).fetchall()
-        present = {(str(t), str(c)) for t, c in rows}
-        for table, renames in _RENAMES.items():
-            for old, new in renames.items():
-                if (table, old) in present and (table, new) not in present:
-                    conn.execute(f"alter table {self.s}.{table} rename column {old} to {new}")
+            create_or_migrate(conn, self.schema, self.s)
 
     def close(self) -> None:
         with self._mutex:
