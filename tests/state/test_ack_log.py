@@ -46,7 +46,9 @@ def test_a_log_larger_than_the_engine_memory_is_read_in_bounded_pieces(tmp_path:
     try:
         con.execute("SET memory_limit = '64MB'")
         con.execute("SET threads = 2")
-        row = con.execute(f"select count(*), count(distinct k) from ({acked_keys_sql(path)}) t(k)").fetchone()
+        con.execute("SET preserve_insertion_order = false")
+        # streaming aggregates only: what is measured is the reader, not a hash table of the ids
+        row = con.execute(f"select count(*), min(k), max(k) from ({acked_keys_sql(path)}) t(k)").fetchone()
     finally:
         con.close()
-    assert row == (ids, ids)
+    assert row == (ids, "u00000000000", f"u{ids - 1:011d}")
