@@ -116,6 +116,14 @@ def mark_json(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
+def mark_decimal_text(batch: pa.RecordBatch, names: set[str]) -> pa.RecordBatch:
+    """String columns that hold numerics as text (a server printed them), marked as ``DECIMAL_TEXT``."""
+    if not names:
+        return batch
+    fields = [f.with_metadata(DECIMAL_TEXT) if f.name in names and pa.types.is_string(f.type) else f for f in batch.schema]
+    return pa.RecordBatch.from_arrays(batch.columns, schema=pa.schema(fields))
+
+
 def as_json_text(column: pa.Array) -> pa.Array:
     """A string column of JSON text as the ``arrow.json`` extension type."""
     storage = column.storage if isinstance(column, pa.ExtensionArray) else column

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from traits.errors import WarehouseError
-from traits.warehouses.arrow_types import portable_batch
+from traits.warehouses.arrow_types import mark_decimal_text, portable_batch
 from traits.warehouses.base import APPLICATION_NAME, Warehouse, limited, missing_driver
 from traits.warehouses.pg_errors import connection_error, pg_error, readable_tables
 from traits.warehouses.pg_rows import rows_to_batch, schema_for
@@ -134,20 +134,24 @@ class PostgresWarehouse(Warehouse):
                 try:
                     conn.set_autocommit(False)  # as the DB-API connection: the query runs in a transaction
                     statement.set_sql_query(wrapped)
+                    as_text = _numeric_columns(statement, NotSupportedError)
+                    if as_text:
+                        statement.set_sql_query(numeric_as_text(wrapped, as_text))
                     with contextlib.suppress(NotSupportedError):
                         statement.prepare()
                     handle, _ = statement.execute_query()
                     # the plain Arrow reader inside, as the DB-API's fetch_record_batch returns it
                     reader = AdbcRecordBatchReader._import_from_c(handle.address)._reader
+                    numeric = {name for name, text in as_text.items() if text}
                     yielded = False
                     try:
                         for batch in reader:
                             # ADBC sizes batches by bytes (its batch_size_hint_bytes); slices cap the rows too
                             for offset in range(0, batch.num_rows, self.config.batch_rows):
                                 yielded = True
-                                yield portable_batch(batch.slice(offset, self.config.batch_rows))
+                                yield mark_decimal_text(portable_batch(batch.slice(offset, self.config.batch_rows)), numeric)
                         if not yielded:
-                            yield portable_batch(pa.RecordBatch.from_pylist([], schema=reader.schema))
+                            yield mark_decimal_text(portable_batch(pa.RecordBatch.from_pylist([], schema=reader.schema)), numeric)
                     finally:
                         reader.close()
                 except (AdbcError, pa.ArrowException, OSError) as e:  # errors met mid-stream come as Arrow errors
@@ -225,3 +229,37 @@ def _adbc_message(text: str) -> str:
             text = text[text.index(marker) :]
             break
     return text.split(". SQLSTATE:")[0].split("\nQuery was:")[0]
+
+
+def _numeric_columns(statement: Any, not_supported: type[Exception]) -> dict[str, bool]:
+    """The result's columns, each with whether it is a top-level ``numeric`` (empty: leave the query as it is).
+
+    ADBC turns Postgres's binary numerics into text itself, several times slower than the
+    server prints them: a 10M-row result with one numeric column read in 1.5× the time. So a
+    numeric column is read as the server's text (``numeric_as_text``), which is the same text
+    for every finite value and the spelling Postgres and psycopg use for NaN and ±Infinity.
+    The columns come from describing the statement (no rows are read); a result whose column
+    names repeat is left alone, for validation to refuse.
+    """
+    try:
+        handle = statement.execute_schema()
+    except not_supported:
+        return {}
+    schema = pa.Schema._import_from_c(handle.address)
+    if len(set(schema.names)) != len(schema.names):
+        return {}
+    columns = {f.name: _is_numeric(f.type) for f in schema}
+    return columns if any(columns.values()) else {}
+
+
+def _is_numeric(t: pa.DataType) -> bool:
+    return isinstance(t, pa.BaseExtensionType) and t.extension_name == "arrow.opaque" and getattr(t, "type_name", "") == "numeric"
+
+
+def numeric_as_text(sql: str, columns: dict[str, bool]) -> str:
+    """``sql`` with its numeric columns (``columns``: name → is numeric) cast to text by the server."""
+    def quoted(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    select = ", ".join(f"q.{quoted(n)}::text as {quoted(n)}" if numeric else f"q.{quoted(n)}" for n, numeric in columns.items())
+    return f"select {select} from (\n{sql}\n) as q"
