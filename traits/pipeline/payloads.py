@@ -133,7 +133,7 @@ class CallBuilder:
             "substr('89ab89ab89ab89ab', instr('0123456789abcdef', substr(x, 17, 1)), 1), substr(x, 18, 3), '-', substr(x, 21, 12))"
         )
         if self.call_type == "identify":
-            ids = "concat('\"userId\":', to_json(id)::VARCHAR)"
+            ids = "'\"userId\":', to_json(id)::VARCHAR"  # parts of the body's one concat()
         else:
             ids = (
                 "case when user_id is not null and user_id <> '' "
@@ -145,15 +145,18 @@ class CallBuilder:
             f"case change when 'added' then {_lit(self._context['added'])} when 'exited' then {_lit(self._context['exited'])} "
             f"else {_lit(self._context['changed'])} end"
         )
+        # a JSON Lines line is the body and its newline made by the same concat(): one copy of
+        # the text fewer than wrapping the body in another concat()
+        end = "}\n" if lines else "}"
         body = (
             f"concat({_lit(self._prefix.decode())}, {ids}, ',\"traits\":', t, ',\"messageId\":\"', mid, "
-            f"'\",\"timestamp\":', {_lit(self._stamp)}, ',\"context\":', {context}, '}}')"
+            f"'\",\"timestamp\":', {_lit(self._stamp)}, ',\"context\":', {context}, {_lit(end)})"
         )
         whole_row = "change = 'added' or change = 'changed'"
         if self.send_changed_only:
             whole_row = "change = 'added' or (change = 'changed' and (old_values_json is null or values_json is null))"
         traits = f"case when change = 'exited' then {self.exits.traits_sql('old_values_json')} when {whole_row} then coalesce(values_json, '{{}}') end"
-        made = f"concat({body}, chr(10)) end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
+        made = f"{body} end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
         # a made call's body carries its row's values: the values themselves leave the engine
         # only for the rows Python builds (the values alone are a third again of a chunk's lines)
         values = ("case when t is null then values_json end as values_json, case when t is null then user_id end as user_id, "
