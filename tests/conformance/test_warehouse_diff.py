@@ -290,6 +290,65 @@ def _scalar_values(e: Engine) -> dict[str, tuple[str, str]]:
             "ntz": ("timestamp '2024-01-01 12:00:00'", "timestamp '2024-01-01 12:00:01'")}
 
 
+@pytest.mark.parametrize("decimals", ["number", "string"])
+def test_a_decimal_scale_change_is_judged_alike(wh_engine: Engine, tmp_path: Path, decimals: str) -> None:
+    """1.50 at scale 2 becomes 1.5 at scale 1: the same number in another text. As a number
+    (``decimals: number``) nothing changed; as a string the text sent changed. Warehouse mode
+    judges as local mode does (the lockstep), and on every engine with a scale the outcome is
+    the one named here (BigQuery's NUMERIC has one scale, 9: nothing changes there)."""
+    e = wh_engine
+    table = _table(e, "id varchar(20)", "('u1'), ('u2')")
+    if e.name == "bigquery":
+        two = one = "numeric"
+    else:
+        two, one = ("number(10, 2)", "number(10, 1)") if e.name == "snowflake" else ("decimal(10, 2)", "decimal(10, 1)")
+
+    def sql(decimal: str, value: str) -> str:
+        return f"select id as user_id, cast({value} as {decimal}) as d from {table}"
+
+    pair = Lockstep(e, tmp_path, sql(two, "1.50"))
+    pair.settings = {"decimals": decimals}
+    pair.write(sql(two, "1.50"))
+    assert pair.run().counts == (2, 0, 0, 0, 2)
+    pair.write(sql(one, "1.5"))
+    rescaled = pair.run()
+    if decimals == "number" or e.name == "bigquery":
+        assert (rescaled.counts, rescaled.rows_fetched) == ((0, 0, 2, 0, 0), 0), f"{e.name}: a scale change counted as a change"
+    else:
+        assert rescaled.counts == (0, 2, 0, 0, 2), f"{e.name}: the text sent changed, and the change was not seen"
+        assert _traits(rescaled) == {"u1": {"d": "1.5"}, "u2": {"d": "1.5"}}
+    assert pair.run().counts == (0, 0, 2, 0, 0)
+
+
+def test_a_snapshot_hashed_by_another_recipe_is_rehashed_not_resent(postgres_engine: Engine, bookkeeping_grants: str,
+                                                                    tmp_path: Path) -> None:
+    """A snapshot whose recorded algorithm is not this release's (an upgrade that changed how rows
+    are hashed) is reseeded: the result is fetched once and diffed against what was sent, so
+    nothing is sent again; the run after it fetches nothing. Its hashes are made unlike this
+    release's, as a real change of recipe would leave them: trusting them would send every row."""
+    import psycopg
+
+    from traits.bookkeeping.tables import ROW_HASH
+
+    e = postgres_engine
+    table = _table(e, "id varchar(20), d decimal(10, 2), s varchar(10)", "('u1', 1.50, 'a'), ('u2', 2.25, 'b'), ('u3', 3.00, 'c')")
+    pair = Lockstep(e, tmp_path, f"select id as user_id, d, s from {table}")
+    assert pair.run().counts == (3, 0, 0, 0, 3)
+    with psycopg.connect(bookkeeping_grants, autocommit=True) as conn:
+        row = conn.execute("select snapshot_table from sql_traits.snapshots where trait = %s", (pair.name,)).fetchone()
+        assert row is not None
+        conn.execute(f'update sql_traits."{row[0]}" set {ROW_HASH} = {ROW_HASH} + 1')  # type: ignore[arg-type]
+        conn.execute("update sql_traits.snapshots set algorithm = 'postgres-hash_record-v0' where trait = %s", (pair.name,))
+    upgraded = pair._run("warehouse", {})
+    assert (upgraded.status, upgraded.counts, upgraded.calls) == ("ok", (0, 0, 3, 0, 0), [])
+    assert upgraded.rows_fetched == 3  # the one full read of a reseed
+    again = pair._run("warehouse", {})
+    assert (again.counts, again.rows_fetched) == ((0, 0, 3, 0, 0), 0)
+    e.admin(f"update {table} set s = 'z' where id = 'u2'")
+    changed = pair.run()
+    assert (changed.counts, _traits(changed)) == ((0, 1, 2, 0, 1), {"u2": {"d": 2.25, "s": "z"}})
+
+
 def test_json_key_order_is_judged_alike(wh_engine: Engine, tmp_path: Path) -> None:
     """The same object with its keys in another order: whatever local mode makes of it (a change
     where the engine keeps the text's order, none where it normalises, as jsonb does), warehouse

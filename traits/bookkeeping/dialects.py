@@ -28,13 +28,16 @@ from dataclasses import dataclass
 
 from traits.pipeline.types import Column
 
-#: bumped when any engine's hash text changes
-RECIPE = "v2"
+#: bumped when any engine's hash text changes (v3: a decimal is hashed as a number unless
+#: ``settings.decimals: string`` sends its text)
+RECIPE = "v3"
 
 _TAGS = {
     "string": "s", "integer": "i", "float": "f", "decimal": "d", "boolean": "b", "date": "D",
     "timestamp": "t", "time": "T", "interval": "I", "bytes": "x", "json": "j", "nested": "n", "null": "0",
 }
+#: the tag of a decimal hashed as a number (its text without trailing zeros): "d" is its exact text
+NUMBER_TAG = "N"
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,13 @@ class Dialect:
     def as_text(self, x: str) -> str:
         return f"cast({x} as {self.text_type})"
 
-    def value_text(self, column: Column) -> str | None:
-        """The text a value is hashed as, or None for a column that is always NULL."""
+    def value_text(self, column: Column, *, exact_decimals: bool = False) -> str | None:
+        """The text a value is hashed as, or None for a column that is always NULL.
+
+        A decimal is its text at its scale when that text is what a call sends
+        (``exact_decimals``: ``settings.decimals: string``), else the number, whatever its
+        scale: 1.50 and 1.5 send the same JSON number, as local mode judges them.
+        """
         x = self.quote(column.name)
         match column.category:
             case "null":
@@ -79,7 +87,7 @@ class Dialect:
             case "float":
                 return self.float_text(x)
             case "decimal":
-                return self.decimal_text(x)
+                return self.decimal_text(x) if exact_decimals else self.decimal_number_text(x)
             case "date":
                 return self.date_text(x)
             case "timestamp":
@@ -97,7 +105,14 @@ class Dialect:
         return self.as_text(f"cast({x} as double precision)")
 
     def decimal_text(self, x: str) -> str:
+        """A decimal's text at its scale (1.50 at scale 2)."""
         return self.as_text(x)
+
+    def decimal_number_text(self, x: str) -> str:
+        """A decimal's text without trailing zeros (1.50 and 1.5 alike): a number's one spelling,
+        exact (a cast to a float would make nearby large values alike)."""
+        t = self.decimal_text(x)
+        return f"case when {t} like '%.%' then rtrim(rtrim({t}, '0'), '.') else {t} end"
 
     def date_text(self, x: str) -> str:
         return self.as_text(x)
@@ -124,23 +139,27 @@ class Dialect:
     def concat(self, parts: list[str]) -> str:
         return " || ".join(parts)
 
-    def piece(self, name: str, column: Column) -> str:
+    def piece(self, name: str, column: Column, *, exact_decimals: bool = False) -> str:
         """``name=<tag><length>:<text>``, or ``name=~`` for NULL."""
-        text = self.value_text(column)
+        text = self.value_text(column, exact_decimals=exact_decimals)
         empty = _literal(f"{name}=~")
         if text is None:
             return empty
-        tag = _literal(f"{name}={_TAGS.get(str(column.category), '?')}")
+        number = column.category == "decimal" and not exact_decimals
+        tag = _literal(f"{name}={NUMBER_TAG if number else _TAGS.get(str(column.category), '?')}")
         colon = "':'"
         return f"coalesce({self.concat([tag, self.as_text(self.length(text)), colon, text])}, {empty})"
 
-    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column]) -> str:
-        """SQL for a row's hash, over the result's own columns (and its id as text)."""
+    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column], *, exact_decimals: bool = False) -> str:
+        """SQL for a row's hash, over the result's own columns (and its id as text).
+
+        ``exact_decimals``: decimals are sent as their text (``settings.decimals: string``).
+        """
         colon = "':'"
         parts = [f"coalesce({self.concat([self.as_text(self.length(id_text)), colon, id_text])}, '~')"]
         if uid is not None:
             parts.append(self.piece("@user_id", uid))
-        parts += [self.piece(c.name, c) for c in sorted(traits, key=lambda c: c.name)]
+        parts += [self.piece(c.name, c, exact_decimals=exact_decimals) for c in sorted(traits, key=lambda c: c.name)]
         return self.md5(self.concat(parts))
 
     def id_text(self, column: Column) -> str:
@@ -167,7 +186,8 @@ class PostgresDialect(Dialect):
     so it is stable across versions by necessity). It is NULL-safe, needs no text, and is
     type-aware as equality is: int4 5 and int8 5 hash alike, numeric 1.50 and 1.5 too, ``'5'``
     and ``5`` do not; ``json`` (which has no hash) is hashed as ``jsonb``, timestamps to the
-    millisecond (what a call carries). The sorted column
+    millisecond (what a call carries), a numeric as its text where that is what a call sends
+    (``settings.decimals: string``: 1.50 and 1.5 differ there). The sorted column
     names are part of the row, so a renamed column counts as a change. A 64-bit hash, summed
     exactly for the digest; about a quarter of the cost of reading the result once.
     """
@@ -180,14 +200,16 @@ class PostgresDialect(Dialect):
     def hash_type(self) -> str:
         return "bigint"
 
-    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column]) -> str:
+    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column], *, exact_decimals: bool = False) -> str:
         columns = ([uid] if uid is not None else []) + sorted(traits, key=lambda c: c.name)
         names = _literal(",".join(c.name for c in columns))
-        values = [self._hashable(c) for c in columns]
+        values = [self._hashable(c, exact_decimals=exact_decimals) for c in columns]
         return f"hash_record_extended(row({id_text}, cast({names} as text), {', '.join(values)}), 0)"
 
-    def _hashable(self, column: Column) -> str:
+    def _hashable(self, column: Column, *, exact_decimals: bool) -> str:
         x = self.quote(column.name)
+        if column.category == "decimal" and exact_decimals:
+            return self.decimal_text(x)
         if column.category == "json":
             return f"to_jsonb({x})"
         if column.category == "timestamp":
@@ -198,9 +220,6 @@ class PostgresDialect(Dialect):
 
     def digest_part(self, row_hash: str) -> str:
         return row_hash
-
-    def decimal_text(self, x: str) -> str:
-        return self.as_text(f"trim_scale(cast({x} as numeric))")
 
     def json_text(self, x: str) -> str:
         # to_jsonb takes json, jsonb, arrays and rows alike (an int[] has no cast to jsonb)
@@ -229,20 +248,17 @@ class PostgresMd5Dialect(PostgresDialect):
     def hash_type(self) -> str:
         return self.text_type
 
-    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column]) -> str:
-        return Dialect.row_hash(self, id_text, uid, traits)
+    def row_hash(self, id_text: str, uid: Column | None, traits: list[Column], *, exact_decimals: bool = False) -> str:
+        return Dialect.row_hash(self, id_text, uid, traits, exact_decimals=exact_decimals)
 
     def digest_part(self, row_hash: str) -> str:
         return Dialect.digest_part(self, row_hash)
 
 
 class RedshiftDialect(Dialect):
-    """Redshift: no ``trim_scale`` or ``bit`` casts; ``strtol`` reads the hex; text is
+    """Redshift: no ``bit`` casts; ``strtol`` reads the hex; text is
     ``varchar(65535)`` (a bare ``varchar`` is 256 bytes, and a longer hash text would be cut);
     SUPER is spelled out by ``json_serialize`` (a cast to varchar only takes scalars)."""
-
-    def decimal_text(self, x: str) -> str:
-        return self.as_text(x)
 
     def json_text(self, x: str) -> str:
         return f"json_serialize({x})"

@@ -191,7 +191,7 @@ class WarehouseDiffer:
     def _columns(self, shape: Shape) -> tuple[str, str, str]:
         d = self.dialect
         id_text = d.id_text(shape.id_column)
-        row_hash = d.row_hash(id_text, shape.uid_column, shape.traits)
+        row_hash = d.row_hash(id_text, shape.uid_column, shape.traits, exact_decimals=self.config.settings.decimals == "string")
         bad = " or ".join(f"({d.not_finite(c)})" for c in non_finite_columns(shape)) if not self.config.settings.allow_non_finite else ""
         return id_text, row_hash, bad or "1 = 0"
 
