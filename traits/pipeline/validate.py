@@ -160,7 +160,7 @@ class Fingerprinter:
                 bad = _bad_sql(self.shape, self.settings)
                 self._sql = f"""select row_hash, non_finite, id is null as missing, {pair_hash_sql()} as pair from (
                     select {self.shape.id_sql} as id, {self.shape.h_sql} as row_hash, ({bad}) as non_finite from sql_traits_batch)"""
-            added = self.con.sql(self._sql).to_arrow_table()
+            added = self._in_order(self._sql)
             self.con.register("sql_traits_added", added)
             bad_rows, null_ids, digest = self.con.execute(
                 "select count(*) filter (where non_finite), count(*) filter (where missing), coalesce(sum(pair), 0) from sql_traits_added"
@@ -177,6 +177,20 @@ class Fingerprinter:
         # run reads its types from, so it must say exactly what the first batch said
         schema = pa.schema([*batch.schema, pa.field(STAGED_ROW_HASH, columns[-2].type), pa.field(STAGED_NON_FINITE, columns[-1].type)])
         return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+    def _in_order(self, sql: str) -> pa.Table:
+        """The result of ``sql`` over the batch, its rows in the batch's order.
+
+        The hashes are put beside the batch's own columns by position, so the order is what
+        ties each hash to its row. The engine's connections may reorder rows
+        (``preserve_insertion_order`` off, ``columnar.connect``), and do once a batch is large
+        enough to be scanned by several threads: a row would be staged with another's hash.
+        """
+        self.con.execute("SET preserve_insertion_order = true")
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        finally:
+            self.con.execute("SET preserve_insertion_order = false")
 
     def finish(self, con: duckdb.DuckDBPyConnection, staged: Path) -> tuple[Shape, RowSummary]:
         """The shape of the result, and its row rules checked (after at least one batch)."""
