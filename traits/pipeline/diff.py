@@ -11,11 +11,12 @@ can send them again.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from traits.columnar import sql_path
+from traits.columnar import memory_limit_bytes, sql_path
 from traits.errors import GuardError
 from traits.pipeline.validate import RowSummary
 from traits.snapshot_format import (
@@ -24,7 +25,6 @@ from traits.snapshot_format import (
     STAGED_ROW_HASH,
     Snapshot,
     delta_columns_sql,
-    digest_sql,
     pair_hash_sql,
     source,
     write_no_changes,
@@ -83,22 +83,16 @@ class LocalDiffer:
             return self._first_sync(out)
         con = self.con
         hashes = self._hashes(snapshot)
-        snap_rows, snap_digest = (int(x) for x in con.execute(digest_sql(f"select id, row_hash from ({hashes})")).fetchone() or (0, 0))
+        row = con.execute(
+            f"select count(*), coalesce(sum({pair_hash_sql()}), 0) % {DIGEST_MODULUS}, coalesce(avg(strlen(id)), 0) from ({hashes})"
+        ).fetchone() or (0, 0, 0)
+        snap_rows, snap_digest, id_bytes = int(row[0]), int(row[1]), float(row[2])
         if not full_resync and snap_rows == self.summary.rows and snap_digest == self.summary.digest:
             # the result holds exactly the snapshot's rows: nothing to join, nothing to send
             return self._unchanged(out)
-        differs = "true" if full_resync else "n.row_hash is distinct from s.row_hash"
         staged = source(con, self.staged, "staged")
-        fp = f"(select {self.shape.id_sql} as id, {STAGED_ROW_HASH} as row_hash from {staged})"
-        con.execute(
-            f"""create or replace temp table delta as
-            select coalesce(n.id, s.id) as id,
-                   case when s.id is null then 'added' when n.id is null then 'exited' else 'changed' end as change,
-                   n.row_hash as row_hash, s.row_hash as old_row_hash
-            from {fp} n
-            full outer join ({hashes}) s on n.id = s.id
-            where {differs}"""
-        )
+        self._join(f"(select {self.shape.id_sql} as id, {STAGED_ROW_HASH} as row_hash from {staged})", hashes,
+                   full_resync=full_resync, passes=join_passes(max(snap_rows, self.summary.rows), id_bytes, memory_limit_bytes(con)))
         counts = DestinationCounts()
         for change, count in con.execute("select change, count(*) from delta group by change").fetchall():
             setattr(counts, str(change), int(count))
@@ -131,6 +125,28 @@ class LocalDiffer:
         )
         con.execute("drop table delta")
         return counts
+
+    def _join(self, result: str, hashes: str, *, full_resync: bool, passes: int) -> None:
+        """The temp table ``delta``: the ids added, changed or exited, with both sides' hashes.
+
+        A full outer join of the result's and the snapshot's (id, row_hash), in ``passes``
+        passes over the ids split by their hash: the engine's hash join holds a share of each
+        side per thread while it spills, and at 100M rows a single join ran out of memory at
+        the default limit (``join_passes``).
+        """
+        differs = "true" if full_resync else "n.row_hash is distinct from s.row_hash"
+        self.con.execute("create or replace temp table delta (id varchar, change varchar, row_hash ubigint, old_row_hash ubigint)")
+        for part in range(passes):
+            share = "" if passes == 1 else f" where hash(id) % {passes} = {part}"
+            self.con.execute(
+                f"""insert into delta
+                select coalesce(n.id, s.id) as id,
+                       case when s.id is null then 'added' when n.id is null then 'exited' else 'changed' end as change,
+                       n.row_hash as row_hash, s.row_hash as old_row_hash
+                from (select id, row_hash from {result}{share}) n
+                full outer join (select id, row_hash from ({hashes}){share}) s on n.id = s.id
+                where {differs}"""
+            )
 
     def _unique_by_digest(self, snap_rows: int, snap_digest: int) -> bool:
         """Whether the ids are proven unique without grouping the whole result.
@@ -172,6 +188,19 @@ class LocalDiffer:
             ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
         )
         return DestinationCounts(added=self.summary.rows)
+
+
+#: bytes of engine memory one row of a join side needs, beyond its id's text: at 10M rows with
+#: two threads the join ran in 96 MB and not in 64 MB; this allows twice that
+JOIN_ROW_BYTES = 20
+#: the most passes a join is split into
+MAX_JOIN_PASSES = 64
+
+
+def join_passes(rows: int, id_bytes: float, memory_limit: int) -> int:
+    """How many passes the diff's join takes so that each fits the engine's memory limit."""
+    need = rows * (JOIN_ROW_BYTES + max(id_bytes - 12, 0))  # ids of up to 12 bytes are held inline
+    return max(1, min(MAX_JOIN_PASSES, math.ceil(need / memory_limit)))
 
 
 def guard(name: str, destination: str, *, changed: int, exits: int, snapshot_rows: int,
