@@ -46,35 +46,67 @@ class FileDestination(Destination):
         except ConfigError as e:
             report.stopped(str(e))
             return
+        acks = _Acknowledger(report)
         try:
             batch: list[Call] = []
             async for chunk in in_blocks(calls):
                 if isinstance(chunk, CallBlock):
                     if batch:  # calls before the block go first, in order
                         await asyncio.to_thread(_write, fd, _lines(batch))
-                        report.acknowledged(batch)
+                        await acks.send(batch)
                         batch = []
                     await asyncio.to_thread(_write, fd, chunk.lines)
-                    report.acknowledged_block(chunk)
+                    await acks.send(chunk)
                     continue
                 for call in chunk:
                     batch.append(call)
                     if len(batch) >= self.batch_size:
                         await asyncio.to_thread(_write, fd, _lines(batch))
-                        report.acknowledged(batch)
+                        await acks.send(batch)
                         batch = []
             if batch:
                 await asyncio.to_thread(_write, fd, _lines(batch))
-                report.acknowledged(batch)
+                await acks.send(batch)
         except OSError as e:
             report.stopped(f"destination {self.name}: writing {self.path} failed: {e.strerror}")
         finally:
-            os.close(fd)
+            try:
+                await acks.finish()
+            finally:
+                os.close(fd)
 
     async def check(self) -> str:
         fd = self._open()
         os.close(fd)
         return f"{self.path} is writable"
+
+
+class _Acknowledger:
+    """Records each written batch as acknowledged on a worker thread, while the next is written.
+
+    Recording is durable (the ack log's fsync), and on this machine it took a third of a first
+    sync's delivery when it ran between two writes. A batch is recorded only after its lines
+    were fsynced, batches are recorded in order, and at most one is being recorded while the
+    next is written: a process killed meanwhile leaves that batch and the next in the file
+    unrecorded, and both are sent again (a batch may be appended twice, never lost). A failure
+    to record stops the writing at the next batch.
+    """
+
+    def __init__(self, report: DeliveryReport) -> None:
+        self.report = report
+        self.pending: asyncio.Future[None] | None = None
+
+    async def send(self, written: list[Call] | CallBlock) -> None:
+        await self.finish()  # the one before, in order; its failure stops the writing here
+        if isinstance(written, CallBlock):
+            self.pending = asyncio.ensure_future(asyncio.to_thread(self.report.acknowledged_block, written))
+        else:
+            self.pending = asyncio.ensure_future(asyncio.to_thread(self.report.acknowledged, written))
+
+    async def finish(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending
 
 
 def _lines(batch: list[Call]) -> bytes:
