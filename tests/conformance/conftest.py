@@ -143,6 +143,30 @@ def postgres_psycopg_engine(pg_database: str) -> Engine:
     return _postgres(pg_database, "psycopg")
 
 
+#: Redshift built-ins the row hash uses that the Postgres behind the Redshift stand-in lacks, with
+#: Redshift's meaning: ``strtol`` (hex text → bigint), ``to_hex`` of bytes, ``json_serialize`` of
+#: SUPER (json stands in for it)
+REDSHIFT_BUILTINS = [
+    "create or replace function public.strtol(t text, base int) returns bigint language sql immutable as "
+    "$$ select ('x' || lpad(t, 16, '0'))::bit(64)::bigint $$",
+    "create or replace function public.to_hex(b bytea) returns text language sql immutable as $$ select encode(b, 'hex') $$",
+    "create or replace function public.json_serialize(j json) returns text language sql immutable as $$ select j::text $$",
+    "create or replace function public.json_serialize(j jsonb) returns text language sql immutable as $$ select j::text $$",
+]
+
+
+@pytest.fixture(scope="session")
+def bookkeeping_grants(pg_database: str) -> str:
+    """The bookkeeping schema a user would create for the reader role: owned by it, nothing else."""
+    import psycopg
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f"create schema if not exists sql_traits authorization {READER}")
+        for statement in REDSHIFT_BUILTINS:
+            conn.execute(statement)  # type: ignore[arg-type]
+    return pg_database
+
+
 @pytest.fixture(scope="session")
 def redshift_engine(pg_database: str) -> Iterator[Engine]:
     require_module("redshift_connector", "pip install 'sql-traits[redshift]'")
