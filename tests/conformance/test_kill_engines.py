@@ -109,3 +109,52 @@ def test_sigkill_at_random_points_in_warehouse_mode(kill_project: EngineProject)
                        run_tables=run_tables, batch_size=20, most_calls=800, anywhere=3.0)
     finally:
         e.admin(f"drop table if exists {table}")
+
+
+def test_bigquery_stand_in_lets_a_killed_runs_transaction_go(bigquery_engine: Engine) -> None:
+    """A session left in a transaction by a killed client blocks no one, as in BigQuery: the next
+    write rolls it back (DuckDB underneath would refuse the row it changed for good)."""
+    e, fake = bigquery_engine, bigquery_engine.backend
+    table = f"{e.conf}.kill_{uuid.uuid4().hex[:8]}"
+    e.admin(f"create table {table} (k varchar, v integer); insert into {table} values ('a', 1), ('b', 2)")
+
+    def job(sql: str, session: str | None = None) -> Any:
+        query: dict[str, Any] = {"query": sql}
+        if session is None:
+            query["createSession"] = True
+        else:
+            query["connectionProperties"] = [{"key": "session_id", "value": session}]
+        return fake.run("conformance", {"configuration": {"query": query}})
+
+    killed = job("begin transaction").session
+    assert job(f"delete from {table} where k = 'a'", killed).error is None  # … and its client is gone
+    later = job("begin transaction").session
+    assert job(f"delete from {table} where k = 'a'", later).error is None
+    assert job("commit transaction", later).error is None
+    assert job("commit transaction", killed).error == {"reason": "invalidQuery", "message": "Transaction is aborted due to concurrent update"}
+    e.admin(f"insert into {table} select 'n', count(*) from {table}")
+    assert job(f"select v from {table} where k = 'n'", later).table.to_pylist() == [{"v": 1}]
+
+
+def test_snowflake_stand_in_releases_a_killed_runs_transaction(snowflake_engine: Engine) -> None:
+    """As Snowflake rolls back a disconnected session's transaction that blocks another, the
+    stand-in does (fakesnow alone keeps it, and refuses the row it changed for good)."""
+    import snowflake.connector
+
+    e = snowflake_engine
+    table = f"{e.conf}.kill_{uuid.uuid4().hex[:8]}"
+    e.admin(f"create table {table} (k varchar, v integer); insert into {table} values ('a', 1), ('b', 2)")
+    args = {k: e.source[k] for k in ("account", "user", "password", "host", "port", "protocol", "database", "schema")}
+    killed, later = snowflake.connector.connect(**args), snowflake.connector.connect(**args)
+    try:
+        killed.cursor().execute("begin")
+        killed.cursor().execute(f"delete from {table} where k = 'a'")  # … and its client is gone
+        cursor = later.cursor()
+        cursor.execute("begin")
+        cursor.execute(f"delete from {table} where k = 'a'")
+        cursor.execute("commit")
+        cursor.execute(f"select k from {table}")
+        assert cursor.fetchall() == [("b",)]
+    finally:
+        killed.close()
+        later.close()
