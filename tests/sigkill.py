@@ -78,7 +78,12 @@ def sigkill_rounds(project: Project, *, sql: str, change: Callable[[int], None],
                 killed_during_delivery += 1
         process.wait(timeout=30)
     final = start_run(project)
-    _, err = final.communicate(timeout=120)
+    try:
+        _, err = final.communicate(timeout=120)
+    finally:
+        if final.poll() is None:  # (timed out: no run is left behind)
+            final.kill()
+            final.wait()
     assert final.returncode == 0, err.decode()
     assert killed_during_delivery >= 2
     got, want = project.final(), expected()
