@@ -9,9 +9,12 @@ server and the role ``traits_reader``, granted USAGE on ``conf`` and SELECT on i
 from __future__ import annotations
 
 import logging
+import re
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +146,30 @@ def postgres_psycopg_engine(pg_database: str) -> Engine:
     return _postgres(pg_database, "psycopg")
 
 
+#: Redshift built-ins the row hash uses that the Postgres behind the Redshift stand-in lacks, with
+#: Redshift's meaning: ``strtol`` (hex text → bigint), ``to_hex`` of bytes, ``json_serialize`` of
+#: SUPER (json stands in for it)
+REDSHIFT_BUILTINS = [
+    "create or replace function public.strtol(t text, base int) returns bigint language sql immutable as "
+    "$$ select ('x' || lpad(t, 16, '0'))::bit(64)::bigint $$",
+    "create or replace function public.to_hex(b bytea) returns text language sql immutable as $$ select encode(b, 'hex') $$",
+    "create or replace function public.json_serialize(j json) returns text language sql immutable as $$ select j::text $$",
+    "create or replace function public.json_serialize(j jsonb) returns text language sql immutable as $$ select j::text $$",
+]
+
+
+@pytest.fixture(scope="session")
+def bookkeeping_grants(pg_database: str) -> str:
+    """The bookkeeping schema a user would create for the reader role: owned by it, nothing else."""
+    import psycopg
+
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(f"create schema if not exists sql_traits authorization {READER}")
+        for statement in REDSHIFT_BUILTINS:
+            conn.execute(statement)  # type: ignore[arg-type]
+    return pg_database
+
+
 @pytest.fixture(scope="session")
 def redshift_engine(pg_database: str) -> Iterator[Engine]:
     require_module("redshift_connector", "pip install 'sql-traits[redshift]'")
@@ -157,6 +184,54 @@ def redshift_engine(pg_database: str) -> Iterator[Engine]:
 
 # -- Snowflake (fakesnow's server) --------------------------------------------------------------------
 
+_WRITE = re.compile(r"^\s*(begin|insert|update|delete|merge|truncate)\b", re.I)
+
+
+@contextmanager
+def _detached_transactions_released() -> Iterator[None]:
+    """fakesnow's server, with a transaction left open by a client that died released as
+    Snowflake releases it, not held for good.
+
+    Each server session is a DuckDB connection, which refuses at once to change a row another
+    open transaction changed (the server answers 500, and the connector retries for minutes). In
+    Snowflake a disconnected session's transaction is *detached*: it holds its locks until it
+    blocks another transaction and has been idle for 5 minutes, then it is rolled back. Here a
+    statement that writes rolls back at once the open transactions of the sessions not running
+    a statement (the server serves one client at a time)."""
+    import importlib
+
+    import duckdb
+    from fakesnow.cursor import FakeSnowflakeCursor
+
+    sessions = importlib.import_module("fakesnow.server").sessions  # (``fakesnow.server`` is also a function)
+
+    original = FakeSnowflakeCursor.execute
+    busy: set[int] = set()
+    lock = threading.Lock()
+
+    def execute(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        conn = self._conn
+        with lock:
+            busy.add(id(conn))
+            idle = [c for c in sessions.values() if c is not conn and id(c) not in busy]
+        try:
+            if kwargs.get("server") and _WRITE.match(command):
+                for other in idle:
+                    with suppress(duckdb.TransactionException):  # (no transaction open)
+                        other._duck_conn.rollback()
+                    other._in_transaction = False
+            return original(self, command, *args, **kwargs)
+        finally:
+            with lock:
+                busy.discard(id(conn))
+
+    FakeSnowflakeCursor.execute = execute  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FakeSnowflakeCursor.execute = original  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def snowflake_engine() -> Iterator[Engine]:
     require_module("snowflake.connector", "pip install 'sql-traits[snowflake]'")
@@ -166,7 +241,7 @@ def snowflake_engine() -> Iterator[Engine]:
 
     logging.getLogger("fakesnow").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result")
-    with fakesnow.server() as kwargs:
+    with fakesnow.server() as kwargs, _detached_transactions_released():
         conn = snowflake.connector.connect(**kwargs)
         cursor = conn.cursor()
 

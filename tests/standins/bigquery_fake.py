@@ -18,6 +18,15 @@ so ``begin transaction`` … ``commit transaction`` spans jobs; ``CALL BQ.ABORT_
 one), reads ``INFORMATION_SCHEMA`` qualified by a region or dataset, and drops ``NOT
 ENFORCED`` (DuckDB enforces its keys).
 
+Concurrent transactions conflict as in BigQuery, not as in DuckDB: DuckDB refuses at once to
+delete or update a row another open transaction changed, so a session left in a transaction by
+a client that died (killed mid-transaction) would block that row for the fake's lifetime.
+In BigQuery such a transaction blocks no one: it fails when it next runs a statement
+("aborted due to concurrent update"), and its session ends after a day idle. So a job that
+writes (``begin``, DML) first rolls back the open transactions of the sessions not running a
+job, and marks them aborted. (The fake serves one client at a time: a session between two
+jobs of a live transaction is not rolled back by its own jobs.)
+
 Rows are encoded as the REST API does: every scalar a string, timestamps as int64
 microseconds (``formatOptions.useInt64Timestamp``), bytes as base64, records as ``{"f": …}``.
 """
@@ -46,6 +55,7 @@ _JOBS = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs$")
 _JOB = re.compile(r"^/bigquery/v2/projects/([^/]+)/jobs/([^/]+)(/cancel)?$")
 _QUERY = re.compile(r"^/bigquery/v2/projects/([^/]+)/queries/([^/]+)$")
 _DATASETS = re.compile(r"^/bigquery/v2/projects/([^/]+)/datasets$")
+_WRITE = re.compile(r"^\s*(begin|insert|update|delete|merge|truncate)\b", re.I)
 _TABLE_REF = re.compile(r"(?:from|join)\s+`?([\w-]+)\.([\w-]+)`?", re.I)
 
 
@@ -70,6 +80,9 @@ class FakeBigQuery:
     queries: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     sessions: dict[str, duckdb.DuckDBPyConnection] = field(default_factory=dict)
+    #: sessions running a job now, and sessions whose open transaction another one's write aborted
+    busy: set[str] = field(default_factory=set)
+    aborted: set[str] = field(default_factory=set)
 
     def run(self, project: str, body: dict[str, Any]) -> Job:
         ref = body.get("jobReference") or {}
@@ -86,10 +99,34 @@ class FakeBigQuery:
             job.table = pa.table({})
             return job
         job.error = self._denied(project, sql)
+        if job.error is None and session is not None and session in self.aborted:
+            self.aborted.discard(session)
+            job.error = {"reason": "invalidQuery", "message": "Transaction is aborted due to concurrent update"}
         if job.error is None:
-            job.table, job.error = self._execute(sql, int(config.get("jobTimeoutMs") or 0),
-                                                 self.sessions[session] if session is not None else None)
+            if session is not None:
+                with self.lock:
+                    self.busy.add(session)
+            try:
+                if _WRITE.match(sql):
+                    self._abort_idle_transactions(but=session)
+                job.table, job.error = self._execute(sql, int(config.get("jobTimeoutMs") or 0),
+                                                     self.sessions[session] if session is not None else None)
+            finally:
+                if session is not None:
+                    with self.lock:
+                        self.busy.discard(session)
         return job
+
+    def _abort_idle_transactions(self, but: str | None) -> None:
+        """Roll back the open transactions of the sessions not running a job (but ``but``'s)."""
+        with self.lock:
+            idle = [(name, cursor) for name, cursor in self.sessions.items() if name != but and name not in self.busy]
+        for name, cursor in idle:
+            try:
+                cursor.execute("rollback")
+            except duckdb.TransactionException:
+                continue  # (no transaction open)
+            self.aborted.add(name)
 
     def _session(self, job: Job, query: dict[str, Any]) -> str | None:
         if query.get("createSession"):

@@ -20,16 +20,18 @@ DEFAULT_RETENTION = 30 * 86400.0
 
 
 def commit(state: StateStore, run: RunRecord, changes: dict[str, Path], retention: float = DEFAULT_RETENTION,
-           fold: Callable[[str, Path], None] | None = None) -> None:
+           commit_one: Callable[[str, Changes], None] | None = None) -> None:
     """Fold every destination's acknowledged calls into its snapshot (idempotent), then its pending exits.
 
-    ``fold`` advances a snapshot kept elsewhere too (the warehouse's), after the local one and
-    before the run's recorded changes may be pruned: it reads them.
+    ``commit_one`` commits one destination in place of ``state.commit``, when a snapshot kept
+    elsewhere (the warehouse's) advances too (``Steps.commit``); it runs before the run's
+    recorded changes may be pruned: it reads them.
     """
     for destination, path in changes.items():
-        state.commit(run.run_id, run.trait, destination, Changes(path))
-        if fold is not None:
-            fold(destination, path)
+        if commit_one is None:
+            state.commit(run.run_id, run.trait, destination, Changes(path))
+        else:
+            commit_one(destination, Changes(path))
         pending = pending_path(path, destination)
         if pending.exists():
             state.save_pending_exits(run.trait, destination, pending)

@@ -262,7 +262,7 @@ class _Runner:
             self.phase(record, "deliver")
             self._deliver(record, changes, builders)
             self.phase(record, "commit")
-            commit(self.state, record, changes, self.config.settings.history_retention, fold=steps.fold)
+            commit(self.state, record, changes, self.config.settings.history_retention, commit_one=steps.commit)
             steps.committed()
             settle(record)
             return {}
@@ -290,8 +290,7 @@ class _Runner:
 
             with WarehouseSteps(self, record, run_dir) as steps:
                 for destination, change_set in changes.items():
-                    self.state.commit(record.run_id, self.name, destination, change_set)
-                    steps.fold(destination, change_set.path)
+                    steps.commit(destination, change_set)
                 steps.committed()
             return
         for destination, change_set in changes.items():

@@ -2,8 +2,8 @@
 
 ``Steps.diff`` leaves one change file per destination (``pipeline.diff``'s layout) and fills
 the run record's counts; delivery and commit read only those, so they are one code path for
-both modes. ``fold`` runs after each destination's commit to the local store (the warehouse
-mode advances its own snapshot there); ``committed`` after all of them.
+both modes. ``commit`` commits each destination's acknowledgements to the local store (the
+warehouse mode advances its own snapshot there too); ``committed`` runs after all of them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from traits.pipeline.diff import LocalDiffer
 from traits.pipeline.known import check_known_ratio
 from traits.pipeline.trait_keys import check_keys_at_run
 from traits.pipeline.validate import Fingerprinter, check_rows, check_unique
+from traits.snapshot_format import Changes
 from traits.state.records import RunRecord
 
 if TYPE_CHECKING:
@@ -35,8 +36,9 @@ class Steps(ABC):
     def diff(self, *, resumed: bool) -> dict[str, Path]:
         """Query, validate and diff; the change file of each destination."""
 
-    def fold(self, destination: str, change_file: Path) -> None:  # noqa: B027 - optional hook
-        """After the local store committed ``destination``'s acknowledgements."""
+    def commit(self, destination: str, changes: Changes) -> None:
+        """Commit ``destination``'s acknowledgements to the local store."""
+        self.runner.state.commit(self.record.run_id, self.runner.name, destination, changes)
 
     def committed(self) -> None:  # noqa: B027 - optional hook
         """After every destination committed."""

@@ -126,8 +126,7 @@ class WarehouseSteps(Steps):
         for destination in self.runner.trait.destinations:
             changes = Changes.in_run(self.run_dir, destination)
             if changes.exists():
-                self.runner.state.commit(self.record.run_id, self.runner.name, destination, changes)
-                self.fold(destination, changes.path)
+                self.commit(destination, changes)
 
     def _sample(self, differ: WarehouseDiffer, shape: Shape) -> Path:
         """The result's first rows, fetched (``preview``)."""
@@ -144,13 +143,17 @@ class WarehouseSteps(Steps):
         return path
 
     # -- commit ---------------------------------------------------------------------------------
-    def fold(self, destination: str, change_file: Path) -> None:
+    def commit(self, destination: str, changes: Changes) -> None:
+        """The local commit, then the warehouse fold: an advance of the warehouse snapshot when
+        the local store vouched for it *before* this commit (which forgets its lineage, so a
+        kill between the two leaves it unvouched), else a reseed."""
         differ = self._open()
+        reseed = differ.current_snapshot(destination) is None
+        super().commit(destination, changes)
         runner = self.runner
         acked = self.run_dir / f"acked-{destination}.parquet"
         has = runner.state.run_changes(self.record.run_id, runner.name, destination, acked)
-        reseed = differ.current_snapshot(destination) is None
-        differ.fold(destination, acked if has else None, change_file, reseed=reseed)
+        differ.fold(destination, acked if has else None, changes.path, reseed=reseed)
         acked.unlink(missing_ok=True)
 
     def committed(self) -> None:
