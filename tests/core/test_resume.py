@@ -78,3 +78,38 @@ def test_a_resumed_run_killed_again_before_delivering_still_resends_what_it_sent
     assert project.final() == {f"u{i}": {"n": i} for i in range(100)}
     assert run(project).record.sent == 0
 
+
+
+@pytest.mark.parametrize("duck_project", ["duckdb+warehouse"], indirect=True)
+def test_a_warehouse_run_killed_after_its_tables_went_is_closed_not_resumed_with_new_values(
+    duck_project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after its commit dropped its tables but before its record was closed, a run has no
+    result left to resume from. Resuming it would materialise the table as it is now under the
+    old run_id: a changed row sent under the messageId a collector already has for its old
+    value, and dropped there as a copy. It is closed; a fresh run (new messageIds) sends the change."""
+    project = duck_project
+    project.sql("create table people as select 'u' || g as id, g as n from range(20) t(g)")
+    project.write(TRAIT)
+    assert run(project).record.sent == 20
+    project.sql("insert into people values ('a', 1)")
+
+    def die(record: Any) -> None:
+        raise Killed
+
+    monkeypatch.setattr(run_module, "settle", die)  # right after the commit dropped the run's tables
+    with pytest.raises(Killed):
+        run(project)
+    monkeypatch.undo()
+    first = [c for c in project.calls() if c["userId"] == "a"]
+    assert [c["traits"] for c in first] == [{"n": 1}]
+
+    project.sql("update people set n = 7 where id = 'a'")
+    result = run(project)
+    assert result.exit_code == 0
+    assert result.resumed is None or result.resumed.record.sent == 0
+    last = [c for c in project.calls() if c["userId"] == "a"][-1]
+    assert last["traits"] == {"n": 7}
+    assert last["messageId"] != first[0]["messageId"], "the new value went out under the old call's messageId"
+    assert project.final()["a"] == {"n": 7}
+    assert run(project).record.sent == 0

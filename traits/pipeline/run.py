@@ -169,10 +169,11 @@ def _finish_interrupted(runner: _Runner, state: StateStore, run: RunRecord, opti
 
         return resume_revert(runner.config, state, run, options.owner)
     run_dir = state.run_dir(run.run_id)
-    # local mode resumes from its staged result; warehouse mode from its change files (its
-    # result stays materialised in the warehouse until the run ends)
-    staged = "changes-*.parquet" if runner.config.diff_mode(run.trait) == "warehouse" else "result.parquet"
-    if run.phase in ("deliver", "commit") and any(run_dir.glob(staged)):
+    # local mode resumes from its staged result; warehouse mode from its change files and its
+    # result, materialised in the warehouse until the run ends
+    warehouse = runner.config.diff_mode(run.trait) == "warehouse"
+    staged = "changes-*.parquet" if warehouse else "result.parquet"
+    if run.phase in ("deliver", "commit") and any(run_dir.glob(staged)) and (not warehouse or _result_kept(runner, run, run_dir)):
         log.info("resuming interrupted run", extra={"trait": run.trait, "run_id": run.run_id})
         run.status = "running"
         run.resumed += 1
@@ -188,6 +189,22 @@ def _finish_interrupted(runner: _Runner, state: StateStore, run: RunRecord, opti
     state.save_run(run)
     shutil.rmtree(run_dir, ignore_errors=True)
     return None
+
+
+def _result_kept(runner: _Runner, run: RunRecord, run_dir: Path) -> bool:
+    """Whether a warehouse-mode run's result is still in the warehouse, to be resumed from.
+
+    A run killed after its tables were dropped (its commit done, its record not yet closed) has
+    none. Resuming it would materialise today's result under the old run_id: new values under
+    messageIds a collector already has. It is closed instead, and the next run sends the rest.
+    """
+    from traits.pipeline.warehouse_steps import WarehouseSteps
+
+    try:
+        with WarehouseSteps(runner, run, run_dir) as steps:
+            return steps.result_kept()
+    except TraitsError:
+        return True  # the resume meets the same error and reports it
 
 
 class _Runner:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from traits import columnar
 from traits.bookkeeping.differ import Fetched, WarehouseDiffer
 from traits.bookkeeping.sessions import Session, open_session
+from traits.bookkeeping.tables import result_table
 from traits.pipeline.diff import LocalDiffer
 from traits.pipeline.known import SAMPLE_IDS, check_known_ratio, identity_for
 from traits.pipeline.stage import stage
@@ -120,6 +121,12 @@ class WarehouseSteps(Steps):
             self._keep_tables = True  # delivery may be cut off: the run resumes from them
             self._close()
         return changes
+
+    def result_kept(self) -> bool:
+        """Whether this run's result is still materialised in the warehouse."""
+        differ = self._open()
+        self._keep_tables = True  # a question: nothing of the run's is dropped for it
+        return bool(differ.session.tables(result_table(self.record.run_id)))
 
     def _recover(self) -> None:
         """Fold what the interrupted attempt had acknowledged, here and in the warehouse."""
