@@ -178,9 +178,10 @@ def pair_hash_sql(row_hash: str = "row_hash") -> str:
     return f"hash(id, {row_hash})"
 
 
-def digest_sql(relation: str) -> str:
-    """SQL for (count, digest) of a relation with columns id and row_hash."""
-    return f"select count(*), coalesce(sum({pair_hash_sql()}), 0) % {DIGEST_MODULUS} from ({relation})"
+def digest_sql(relation: str, *also: str) -> str:
+    """SQL for (count, digest) of a relation with columns id and row_hash, then the aggregates ``also``."""
+    more = "".join(f", {a}" for a in also)
+    return f"select count(*), coalesce(sum({pair_hash_sql()}), 0) % {DIGEST_MODULUS}{more} from ({relation})"
 
 
 def delta_columns_sql(run_id: str) -> str:

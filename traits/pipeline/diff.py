@@ -25,6 +25,7 @@ from traits.snapshot_format import (
     STAGED_ROW_HASH,
     Snapshot,
     delta_columns_sql,
+    digest_sql,
     pair_hash_sql,
     source,
     write_no_changes,
@@ -83,9 +84,7 @@ class LocalDiffer:
             return self._first_sync(out)
         con = self.con
         hashes = self._hashes(snapshot)
-        row = con.execute(
-            f"select count(*), coalesce(sum({pair_hash_sql()}), 0) % {DIGEST_MODULUS}, coalesce(avg(strlen(id)), 0) from ({hashes})"
-        ).fetchone() or (0, 0, 0)
+        row = con.execute(digest_sql(hashes, "coalesce(avg(strlen(id)), 0)")).fetchone() or (0, 0, 0)
         snap_rows, snap_digest, id_bytes = int(row[0]), int(row[1]), float(row[2])
         if not full_resync and snap_rows == self.summary.rows and snap_digest == self.summary.digest:
             # the result holds exactly the snapshot's rows: nothing to join, nothing to send

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import pyarrow as pa
 
+from traits.columnar import quote_ident
 from traits.errors import WarehouseError
 from traits.warehouses.arrow_types import mark_decimal_text, portable_batch
 from traits.warehouses.base import APPLICATION_NAME, Warehouse, limited, missing_driver
@@ -258,8 +259,6 @@ def _is_numeric(t: pa.DataType) -> bool:
 
 def numeric_as_text(sql: str, columns: dict[str, bool]) -> str:
     """``sql`` with its numeric columns (``columns``: name → is numeric) cast to text by the server."""
-    def quoted(name: str) -> str:
-        return '"' + name.replace('"', '""') + '"'
-
-    select = ", ".join(f"q.{quoted(n)}::text as {quoted(n)}" if numeric else f"q.{quoted(n)}" for n, numeric in columns.items())
+    q = quote_ident
+    select = ", ".join(f"q.{q(n)}::text as {q(n)}" if numeric else f"q.{q(n)}" for n, numeric in columns.items())
     return f"select {select} from (\n{sql}\n) as q"
