@@ -42,17 +42,21 @@ from .engines import (
 ENGINES = ["duckdb", "postgres", "postgres_psycopg", "redshift", "snowflake", "bigquery", "mariadb", "sqlalchemy_duckdb",
            "sqlalchemy_postgres"]
 
-PG_SETUP = f"""
--- the reader role is shared by every session on the server (each has its own database): one
--- session at a time creates it and sets its password (two at once: "tuple concurrently updated")
+#: run on the server's admin database: the reader role is shared by every session on the server
+#: (each has a database of its own), and one session at a time creates it and sets its password
+#: (two at once: "tuple concurrently updated"). An advisory lock is held in one database only,
+#: so it is taken in the one database every session shares.
+PG_ROLE_SETUP = f"""
 select pg_advisory_xact_lock(hashtext('sql-traits tests: {READER}'));
-drop schema if exists conf cascade;
-drop schema if exists restricted cascade;
 do $$ begin
   if not exists (select from pg_roles where rolname = '{READER}') then create role {READER} login; end if;
 end $$;
 set password_encryption = 'md5';
 alter role {READER} login password '{READER_PASSWORD}';
+"""
+PG_SETUP = f"""
+drop schema if exists conf cascade;
+drop schema if exists restricted cascade;
 create schema conf;
 create schema restricted;
 create table conf.numbers as select g as n from generate_series(1, 2500) g;
@@ -107,6 +111,7 @@ def pg_database() -> Iterator[str]:
         exists = conn.execute("select 1 from pg_database where datname = %s", (PG_DATABASE,)).fetchone()
         if not exists:
             conn.execute(f"create database {PG_DATABASE}")
+        conn.execute(PG_ROLE_SETUP)
     dsn = make_conninfo(**{**conninfo_to_dict(PG_ADMIN), "dbname": PG_DATABASE})
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(PG_SETUP)
