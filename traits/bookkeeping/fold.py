@@ -74,27 +74,38 @@ class SnapshotFold:
         self.result = session.table(result_table(run_id))
 
     def fold(self, destination: str, acked: Path | None, change_file: Path, *, reseed: bool) -> None:
-        if reseed:
-            self._reseed(destination, acked, change_file)
-        else:
-            self._advance(destination, acked, change_file)
+        matching = self._acked_ids(acked, change_file) if acked is not None else None
+        try:
+            if reseed:
+                self._reseed(destination, matching, change_file)
+            else:
+                self._advance(destination, matching, change_file)
+        finally:
+            if matching is not None:
+                matching.unlink(missing_ok=True)
 
     def _ids(self, sql: str) -> Iterator[pa.Array]:
         reader = self.con.sql(sql).to_arrow_reader(100_000)
         for batch in reader:
             yield batch.column(0)
 
-    def _acked_ids(self, acked: Path, changes: str) -> str:
-        """SQL for the ids of ``changes`` whose change, as it is in this change file, was acknowledged.
+    def _acked_ids(self, acked: Path, change_file: Path) -> Path:
+        """A file of the ids of ``change_file`` whose change, as it is there, was acknowledged
+        (written once: the fold reads them more than once).
 
         ``acked`` holds every change the run recorded, in every attempt. A resumed run's change
         file can hold an id again with another change (the result moved on since an earlier
         attempt sent it): that id was acknowledged, but not for this change, and folding it
         would record a value the destination never got.
         """
-        return (f"select c.id from {changes} c semi join read_parquet('{sql_path(acked)}') a "
-                "on a.id = c.id and a.change = c.change and a.after_row_hash is not distinct from "
-                "case when c.change = 'exited' then null else c.row_hash end")
+        out = acked.with_name(acked.name + ".matching.parquet")
+        self.con.execute(
+            f"""COPY (select c.id from {source(self.con, change_file, "changes")} c semi join read_parquet('{sql_path(acked)}') a
+                on a.id = c.id and a.change = c.change and a.after_row_hash is not distinct from
+                   case when c.change = 'exited' then null else c.row_hash end
+            ) TO '{sql_path(out)}' (FORMAT parquet)"""
+        )
+        return out
 
     def _count(self, sql: str) -> int:
         return int(self.con.execute(f"select count(*) from ({sql})").fetchall()[0][0])
@@ -106,7 +117,7 @@ class SnapshotFold:
         assert info is not None
         s = self.session
         changes = source(self.con, change_file, "changes")
-        acked_ids = self._acked_ids(acked, changes)
+        acked_ids = f"select id from read_parquet('{sql_path(acked)}')"
         unacked_ids = f"select id from {changes} where id not in ({acked_ids})"
         change_table = s.table(changes_table(self.run_id, self.name, destination))
         if self._count(unacked_ids) < self._count(acked_ids) and s.tables(changes_table(self.run_id, self.name, destination)):
@@ -136,7 +147,7 @@ class SnapshotFold:
         (an unacknowledged change or exit stays as a NULL hash, so it is sent again)."""
         s = self.session
         changes = source(self.con, change_file, "changes")
-        acked_ids = self._acked_ids(acked, changes) if acked is not None else "select cast(null as varchar) as id where false"
+        acked_ids = f"select id from read_parquet('{sql_path(acked)}')" if acked is not None else "select cast(null as varchar) as id where false"
         unsent = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
         different = s.table(upload_table(self.run_id, self.name, destination, UNSENT_DIFFERENT))
         for table in (unsent, different):
