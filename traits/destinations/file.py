@@ -1,7 +1,7 @@
 """The file destination: JSON Lines, one call per line, appended atomically per batch.
 
 Writers of one file exclude each other: each batch is appended under an exclusive lock on
-the file (``flock``, released by the kernel when its holder dies), then fsynced before it is
+the file (``flock``, released by the kernel when its holder dies), and fsynced before it is
 acknowledged. So whatever another writer finds at the end of the file while it holds the lock
 is whole, except the torn last line of a writer killed mid-write: that is cut before the next
 batch is appended, and its batch, never acknowledged, is sent again (a batch may be appended
@@ -46,7 +46,7 @@ class FileDestination(Destination):
         except ConfigError as e:
             report.stopped(str(e))
             return
-        acks = _Acknowledger(report)
+        acks = _Acknowledger(report, fd)
         try:
             batch: list[Call] = []
             async for chunk in in_blocks(calls):
@@ -68,12 +68,17 @@ class FileDestination(Destination):
                 await asyncio.to_thread(_write, fd, _lines(batch))
                 await acks.send(batch)
         except OSError as e:
-            report.stopped(f"destination {self.name}: writing {self.path} failed: {e.strerror}")
+            report.stopped(self._failed(e))
         finally:
             try:
                 await acks.finish()
+            except OSError as e:
+                report.stopped(self._failed(e))
             finally:
                 os.close(fd)
+
+    def _failed(self, error: OSError) -> str:
+        return f"destination {self.name}: writing {self.path} failed: {error.strerror}"
 
     async def check(self) -> str:
         fd = self._open()
@@ -82,26 +87,33 @@ class FileDestination(Destination):
 
 
 class _Acknowledger:
-    """Records each written batch as acknowledged on a worker thread, while the next is written.
+    """Makes each written batch durable and records it as acknowledged, while the next is written.
 
-    Recording is durable (the ack log's fsync), and on this machine it took a third of a first
-    sync's delivery when it ran between two writes. A batch is recorded only after its lines
-    were fsynced, batches are recorded in order, and at most one is being recorded while the
-    next is written: a process killed meanwhile leaves that batch and the next in the file
-    unrecorded, and both are sent again (a batch may be appended twice, never lost). A failure
-    to record stops the writing at the next batch.
+    The fsync of a batch and its record in the ack log (durable too) run on a worker thread:
+    on this machine the disk took as long to absorb a first sync's calls as they took to
+    write, and the ack log's fsync a third of delivery, when each ran between two writes. A
+    batch is recorded only after an fsync that followed its write, batches are recorded in
+    order, and at most one is being synced and recorded while the next is written: a process
+    killed meanwhile leaves that batch and the next in the file unrecorded, and both are sent
+    again (a batch may be appended twice, never lost). A failure to sync or to record stops
+    the writing at the next batch.
     """
 
-    def __init__(self, report: DeliveryReport) -> None:
+    def __init__(self, report: DeliveryReport, fd: int) -> None:
         self.report = report
+        self.fd = fd
         self.pending: asyncio.Future[None] | None = None
 
     async def send(self, written: list[Call] | CallBlock) -> None:
         await self.finish()  # the one before, in order; its failure stops the writing here
+        self.pending = asyncio.ensure_future(asyncio.to_thread(self._sync_and_record, written))
+
+    def _sync_and_record(self, written: list[Call] | CallBlock) -> None:
+        os.fsync(self.fd)
         if isinstance(written, CallBlock):
-            self.pending = asyncio.ensure_future(asyncio.to_thread(self.report.acknowledged_block, written))
+            self.report.acknowledged_block(written)
         else:
-            self.pending = asyncio.ensure_future(asyncio.to_thread(self.report.acknowledged, written))
+            self.report.acknowledged(written)
 
     async def finish(self) -> None:
         pending, self.pending = self.pending, None
@@ -114,14 +126,13 @@ def _lines(batch: list[Call]) -> bytes:
 
 
 def _write(fd: int, data: bytes | memoryview) -> None:
-    """Append one batch's lines whole, under the file's lock, and fsync them."""
+    """Append one batch's lines whole, under the file's lock (``_Acknowledger`` syncs them)."""
     with _exclusive(fd):
         _drop_torn_tail(fd)
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        os.fsync(fd)
 
 
 @contextmanager

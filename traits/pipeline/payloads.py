@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 #: the namespace of every messageId sql-traits makes (UUIDv5)
 MESSAGE_NAMESPACE = uuid.UUID("6f1c2a4e-7b0d-5e3a-9c41-2d8f0b7a6e15")
+#: a UUIDv5 from the first 128 bits of its SHA-1: the bits kept, and the version (5) and variant (10) bits set
+UUID_KEEP = ((1 << 128) - 1) ^ (0xF << 76) ^ (0x3 << 62)
+UUID_SET = (0x5 << 76) | (0x2 << 62)
 #: prefix of the anonymousId an account call carries when the query returned no user_id
 GROUP_ANONYMOUS_PREFIX = "group:"
 
@@ -126,19 +129,17 @@ class CallBuilder:
         namespace = MESSAGE_NAMESPACE.bytes.hex()
         name = f"{_lit(self.destination)} || chr(31) || {_lit(self.trait)} || chr(31) || {_lit(self.call_type)} || chr(31)"
         x = f"sha1(unhex('{namespace}') || encode(concat({name}, id, chr(31), {_lit(self.run_id)})))"
-        # UUIDv5 text: version nibble 5; variant nibble (n & 3) | 8, i.e. one of 8, 9, a, b.
-        # One concat() of many parts, not a chain of ||: each || makes an intermediate string
-        mid = (
-            "concat(substr(x, 1, 8), '-', substr(x, 9, 4), '-5', substr(x, 14, 3), '-', "
-            "substr('89ab89ab89ab89ab', instr('0123456789abcdef', substr(x, 17, 1)), 1), substr(x, 18, 3), '-', substr(x, 21, 12))"
-        )
+        # UUIDv5: the digest's first 128 bits with the version nibble set to 5 and the variant's
+        # two bits to 10, printed by the engine's UUID type (slicing the hex text into its five
+        # groups with substr took a third again as long as the SHA-1 itself)
+        mid = f"cast(cast((('0x' || left(x, 32))::UHUGEINT & {UUID_KEEP}::UHUGEINT) | {UUID_SET}::UHUGEINT as UUID) as VARCHAR)"
         if self.call_type == "identify":
-            ids = "'\"userId\":', to_json(id)::VARCHAR"  # parts of the body's one concat()
+            ids = "'\"userId\":', id_json"  # parts of the body's one concat()
         else:
             ids = (
                 "case when user_id is not null and user_id <> '' "
-                "then concat('\"groupId\":', to_json(id)::VARCHAR, ',\"userId\":', to_json(user_id)::VARCHAR) "
-                "else concat('\"groupId\":', to_json(id)::VARCHAR, ',\"anonymousId\":', "
+                "then concat('\"groupId\":', id_json, ',\"userId\":', to_json(user_id)::VARCHAR) "
+                "else concat('\"groupId\":', id_json, ',\"anonymousId\":', "
                 f"to_json(concat({_lit(GROUP_ANONYMOUS_PREFIX)}, id))::VARCHAR) end"
             )
         context = (
@@ -156,13 +157,14 @@ class CallBuilder:
         if self.send_changed_only:
             whole_row = "change = 'added' or (change = 'changed' and (old_values_json is null or values_json is null))"
         traits = f"case when change = 'exited' then {self.exits.traits_sql('old_values_json')} when {whole_row} then coalesce(values_json, '{{}}') end"
-        made = f"{body} end as line, concat(to_json(id)::VARCHAR, chr(10)) as key_json" if lines else f"encode({body}) end as body"
+        made = f"{body} end as line, concat(id_json, chr(10)) as key_json" if lines else f"encode({body}) end as body"
         # a made call's body carries its row's values: the values themselves leave the engine
         # only for the rows Python builds (the values alone are a third again of a chunk's lines)
         values = ("case when t is null then values_json end as values_json, case when t is null then user_id end as user_id, "
                   "case when t is null then old_values_json end as old_values_json")
         return f"""
-            with r as (select id::VARCHAR as id, change, row_hash, values_json, user_id::VARCHAR as user_id, old_values_json, {x} as x
+            with r as (select id::VARCHAR as id, change, row_hash, values_json, user_id::VARCHAR as user_id, old_values_json, {x} as x,
+                              to_json(id::VARCHAR)::VARCHAR as id_json
                        from {changes}),
                  m as (select *, {mid} as mid, {traits} as t from r)
             select id, change, row_hash, {values},

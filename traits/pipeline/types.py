@@ -98,7 +98,13 @@ def value_sql(column: Column, *, decimals: str, allow_non_finite: bool) -> str:
         case "date":
             return f"strftime({x}, '%Y-%m-%d')"
         case "timestamp":
-            return f"strftime(cast({x} as timestamp), '{ISO_TIMESTAMP}')" if "ZONE" not in column.duck_type.upper() else f"strftime({x}, '{ISO_TIMESTAMP}')"
+            if "ZONE" not in column.duck_type.upper():
+                return f"strftime(cast({x} as timestamp), '{ISO_TIMESTAMP}')"
+            # the same text (the engine's time zone is UTC) as strftime of the timestamptz, at half
+            # its cost: a plain timestamp is formatted without the time-zone library; ±infinity,
+            # which make_timestamp cannot hold, is formatted as it is
+            return (f"case when isfinite({x}) then strftime(make_timestamp(epoch_us({x})), '{ISO_TIMESTAMP}') "
+                    f"else strftime({x}, '{ISO_TIMESTAMP}') end")
         case "time":
             return f"cast({x} as varchar)"
         case "interval":
