@@ -243,6 +243,10 @@ def _report(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, settings: S
         )
 
 
+#: the 64-bit hash of an id that ``check_unique`` counts before it groups the ids themselves
+ID_HASH_SQL = "hash(id)"
+
+
 def check_unique(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, staged: Path) -> None:
     """No id appears twice (the count and the first offenders are reported)."""
     where = f"trait {name}"
@@ -250,7 +254,7 @@ def check_unique(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, staged
     # distinct hashes mean distinct ids, and counting 64-bit hashes is cheaper than counting
     # the ids' text; only when two hashes meet (a duplicate, or at 10M ids a chance of about
     # one in 400,000) are the ids themselves grouped
-    distinct, total = con.execute(f"select count(distinct hash(id)), count(id) from {ids}").fetchone() or (0, 0)
+    distinct, total = con.execute(f"select count(distinct {ID_HASH_SQL}), count(id) from {ids}").fetchone() or (0, 0)
     if distinct == total:
         return
     dupes = con.execute(
