@@ -12,6 +12,7 @@ can send them again.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -54,9 +55,11 @@ class LocalDiffer:
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None],
-        snapshots: Callable[[str], Snapshot], run_id: str | None = None,
+        snapshots: Callable[[str], Snapshot], run_id: str | None = None, first_sync_file: Path | None = None,
     ) -> None:
         self.con = con
+        #: a first sync's change file written while staging (``first_sync``), for ``run_id``
+        self.first_sync_file = first_sync_file
         self.snapshots = snapshots
         #: with it, a first sync's change file is written as a snapshot delta too (``delta_columns_sql``)
         self.run_id = run_id
@@ -171,22 +174,35 @@ class LocalDiffer:
         return DestinationCounts(unchanged=self.summary.rows, snapshot_rows=self.summary.rows)
 
     def _first_sync(self, out: Path) -> DestinationCounts:
-        """Every row is added: the change file is one streaming pass, no join.
+        """Every row is added: the change file is one streaming pass, no join (or the file staging wrote).
 
         It carries the snapshot's columns too, so a commit that finds every row acknowledged
         keeps it as the snapshot's delta instead of writing the 10M rows again.
         """
-        user_id = self.shape.uid_sql or "cast(null as varchar)"
-        as_delta = f", {delta_columns_sql(self.run_id)}" if self.run_id is not None else ""
-        self.con.execute(
-            f"""COPY (
-                select {self.shape.id_sql} as id, 'added' as change, {STAGED_ROW_HASH} as row_hash, {self.shape.v_sql} as values_json,
-                       {user_id} as user_id, cast(null as ubigint) as old_row_hash, cast(null as varchar) as old_values_json,
-                       cast(null as varchar) as old_user_id{as_delta}
-                from {source(self.con, self.staged, "staged")}
-            ) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
-        )
+        if self.first_sync_file is not None and self.run_id is not None:
+            # written while the result was staged (``first_sync.FirstSyncFile``); a second
+            # destination's first sync takes a link of it (files are never written in place)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            os.link(self.first_sync_file, tmp)
+            os.replace(tmp, out)
+            return DestinationCounts(added=self.summary.rows)
+        rows = first_sync_sql(self.shape, source(self.con, self.staged, "staged"), self.run_id)
+        self.con.execute(f"COPY ({rows}) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)")
         return DestinationCounts(added=self.summary.rows)
+
+
+def first_sync_sql(shape: Shape, staged: str, run_id: str | None) -> str:
+    """The change rows of a first sync, every row added, from ``staged`` (a relation of staged rows).
+
+    With ``run_id`` they carry the snapshot's columns too (``delta_columns_sql``).
+    """
+    user_id = shape.uid_sql or "cast(null as varchar)"
+    as_delta = f", {delta_columns_sql(run_id)}" if run_id is not None else ""
+    return f"""select {shape.id_sql} as id, 'added' as change, {STAGED_ROW_HASH} as row_hash, {shape.v_sql} as values_json,
+               {user_id} as user_id, cast(null as ubigint) as old_row_hash, cast(null as varchar) as old_values_json,
+               cast(null as varchar) as old_user_id{as_delta}
+        from {staged}"""
 
 
 #: bytes of engine memory one row of a join side needs, beyond its id's text: at 10M rows with

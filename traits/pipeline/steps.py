@@ -8,6 +8,7 @@ warehouse mode advances its own snapshot there too); ``committed`` runs after al
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from traits import columnar
 from traits.pipeline.diff import LocalDiffer
+from traits.pipeline.first_sync import FirstSyncFile
 from traits.pipeline.known import check_known_ratio
 from traits.pipeline.trait_keys import check_keys_at_run
 from traits.pipeline.validate import Fingerprinter, check_rows, check_unique
@@ -23,6 +25,9 @@ from traits.snapshot_format import Changes
 from traits.state.records import RunRecord
 
 if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
     from traits.pipeline.run import _Runner
 
 
@@ -65,10 +70,14 @@ class LocalSteps(Steps):
                 runner.phase(record, "validate")
                 shape = runner.shape_of(con, staged_path)
                 summary = check_rows(con, runner.name, shape, runner.config.settings, staged_path)
+                first_sync_file = None
             else:
                 runner.phase(record, "query")
                 fingerprinter = Fingerprinter(con, runner.name, runner.trait, runner.config.settings)
-                staged = runner.query(staged_path, fingerprinter.add)
+                first_sync = self._first_sync_file(con)
+                with first_sync or contextlib.nullcontext():
+                    staged = runner.query(staged_path, lambda batch: self._stage(fingerprinter, first_sync, batch))
+                    first_sync_file = first_sync.close() if first_sync is not None else None
                 record.rows_fetched, record.bytes_fetched = staged.rows, staged.bytes
                 runner.phase(record, "validate")
                 shape, summary = fingerprinter.finish(con, staged_path)
@@ -81,7 +90,8 @@ class LocalSteps(Steps):
                 runner.sample_rows = runner.sample(con, shape, staged_path)
             runner.phase(record, "diff")
             differ = LocalDiffer(con, staged_path, shape, summary, ensure_unique,
-                                 lambda destination: runner.state.snapshot(runner.name, destination), run_id=record.run_id)
+                                 lambda destination: runner.state.snapshot(runner.name, destination), run_id=record.run_id,
+                                 first_sync_file=first_sync_file)
             # a resumed run passed the guard before it first delivered
             changes = runner.diff_all(differ, con, record, run_dir, skip_guard=options.force or resumed, resumed=resumed)
             if not (options.force or resumed):
@@ -89,6 +99,21 @@ class LocalSteps(Steps):
             return changes
         finally:
             con.close()
+
+    def _first_sync_file(self, con: duckdb.DuckDBPyConnection) -> FirstSyncFile | None:
+        """Where staging writes the first sync's change file, when a destination has no snapshot yet."""
+        runner = self.runner
+        if all(runner.state.snapshot(runner.name, d) for d in runner.trait.destinations):
+            return None
+        return FirstSyncFile(con, self.run_dir / "first-sync.parquet", self.record.run_id)
+
+    @staticmethod
+    def _stage(fingerprinter: Fingerprinter, first_sync: FirstSyncFile | None, batch: pa.RecordBatch) -> pa.RecordBatch:
+        staged = fingerprinter.add(batch)
+        if first_sync is not None:
+            assert fingerprinter.shape is not None  # checked on the first batch
+            first_sync.add(fingerprinter.shape, staged)
+        return staged
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:
