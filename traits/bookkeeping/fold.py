@@ -10,6 +10,7 @@ is *reseeded* from the run's result instead: every row, less the changes not ack
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ from traits.bookkeeping.tables import (
     snapshot_table,
     upload_table,
 )
-from traits.columnar import sql_path
-from traits.snapshot_format import source
+from traits.columnar import memory_limit_bytes, sql_path
+from traits.pipeline.diff import join_passes
+from traits.snapshot_format import DIGEST_MODULUS, source
 from traits.state.base import warehouse_lineage_key as lineage_key
 
 if TYPE_CHECKING:
@@ -61,6 +63,14 @@ def snapshot_info(session: Session, trait: str, destination: str) -> SnapshotInf
     return SnapshotInfo(str(table), str(algorithm), str(lineage), int(count), int(digest))
 
 
+@dataclass(frozen=True)
+class _Split:
+    """A change file's ids and changes, as SQL: those acknowledged as they are there, and the rest."""
+
+    acked: str
+    unacked: str
+
+
 class SnapshotFold:
     """The fold of one run's acknowledged changes into one trait's warehouse snapshots."""
 
@@ -74,51 +84,76 @@ class SnapshotFold:
         self.result = session.table(result_table(run_id))
 
     def fold(self, destination: str, acked: Path | None, change_file: Path, *, reseed: bool) -> None:
-        matching = self._acked_ids(acked, change_file) if acked is not None else None
+        if acked is None and not reseed:
+            return  # nothing was acknowledged: the snapshot stays as it is
+        work = change_file.with_name(change_file.name + ".acked-split")
+        shutil.rmtree(work, ignore_errors=True)
         try:
+            split = self._split(acked, change_file, work)
             if reseed:
-                self._reseed(destination, matching, change_file)
+                self._reseed(destination, split)
             else:
-                self._advance(destination, matching, change_file)
+                self._advance(destination, split)
         finally:
-            if matching is not None:
-                matching.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
 
     def _ids(self, sql: str) -> Iterator[pa.Array]:
         reader = self.con.sql(sql).to_arrow_reader(100_000)
         for batch in reader:
             yield batch.column(0)
 
-    def _acked_ids(self, acked: Path, change_file: Path) -> Path:
-        """A file of the ids of ``change_file`` whose change, as it is there, was acknowledged
-        (written once: the fold reads them more than once).
+    def _split(self, acked: Path | None, change_file: Path, work: Path) -> _Split:
+        """The ids of ``change_file``, told apart by whether their change, as it is there, was
+        acknowledged (the split is written once: the fold reads it more than once).
 
         ``acked`` holds every change the run recorded, in every attempt. A resumed run's change
         file can hold an id again with another change (the result moved on since an earlier
         attempt sent it): that id was acknowledged, but not for this change, and folding it
         would record a value the destination never got.
+
+        When the recorded changes are exactly the change file's (same count, same sum of the
+        hashes of each id, change and hash: a first sync that was wholly acknowledged), no join
+        is needed. Otherwise the join runs in passes over the ids split by their hash, each
+        within the engine's memory limit (``pipeline.diff.join_passes``): at a 100M-row first
+        sync a single join of the two 100M-row sides ran out of memory at the default limit.
         """
-        out = acked.with_name(acked.name + ".matching.parquet")
-        self.con.execute(
-            f"""COPY (select c.id from {source(self.con, change_file, "changes")} c semi join read_parquet('{sql_path(acked)}') a
-                on a.id = c.id and a.change = c.change and a.after_row_hash is not distinct from
-                   case when c.change = 'exited' then null else c.row_hash end
-            ) TO '{sql_path(out)}' (FORMAT parquet)"""
-        )
-        return out
+        changes = source(self.con, change_file, "changes")
+        nothing = "select cast(null as varchar) as id, cast(null as varchar) as change where false"
+        if acked is None:
+            return _Split(nothing, f"select id, change from {changes}")
+        recorded = f"read_parquet('{sql_path(acked)}')"
+        after = "case when change = 'exited' then null else row_hash end"
+        digest = f"coalesce(sum(hash(id, change, cast({{}} as ubigint))), 0) % {DIGEST_MODULUS}"
+        mine = self.con.execute(f"select count(*), {digest.format(after)}, coalesce(avg(strlen(id)), 0) from {changes}").fetchall()[0]
+        theirs = self.con.execute(f"select count(*), {digest.format('after_row_hash')} from {recorded}").fetchall()[0]
+        if (int(mine[0]), int(mine[1])) == (int(theirs[0]), int(theirs[1])):
+            return _Split(f"select id, change from {changes}", nothing)
+        passes = join_passes(int(mine[0]) + int(theirs[0]), float(mine[2]), memory_limit_bytes(self.con))
+        work.mkdir(parents=True)
+        for part in range(passes):
+            share = "" if passes == 1 else f" where hash(id) % {passes} = {part}"
+            self.con.execute(
+                f"""COPY (
+                    select c.id, c.change, exists (
+                        select 1 from (select id, change, after_row_hash from {recorded}{share}) a
+                        where a.id = c.id and a.change = c.change
+                          and a.after_row_hash is not distinct from case when c.change = 'exited' then null else c.row_hash end
+                    ) as acknowledged
+                    from (select id, change, row_hash from {changes}{share}) c
+                ) TO '{sql_path(work / f"part-{part}.parquet")}' (FORMAT parquet)"""
+            )
+        parts = f"read_parquet('{sql_path(work)}/part-*.parquet')"
+        return _Split(f"select id, change from {parts} where acknowledged", f"select id, change from {parts} where not acknowledged")
 
     def _count(self, sql: str) -> int:
         return int(self.con.execute(f"select count(*) from ({sql})").fetchall()[0][0])
 
-    def _advance(self, destination: str, acked: Path | None, change_file: Path) -> None:
-        if acked is None:
-            return
+    def _advance(self, destination: str, split: _Split) -> None:
         info = snapshot_info(self.session, self.name, destination)
         assert info is not None
         s = self.session
-        changes = source(self.con, change_file, "changes")
-        acked_ids = f"select id from read_parquet('{sql_path(acked)}')"
-        unacked_ids = f"select id from {changes} where id not in ({acked_ids})"
+        acked_ids = f"select id from ({split.acked})"
+        unacked_ids = f"select id from ({split.unacked})"
         change_table = s.table(changes_table(self.run_id, self.name, destination))
         if self._count(unacked_ids) < self._count(acked_ids) and s.tables(changes_table(self.run_id, self.name, destination)):
             table = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
@@ -142,18 +177,16 @@ class SnapshotFold:
                             info.digest - int(removed[1]) + int(added[1]), lineage)
         self.state.set_value(lineage_key(self.name, destination), lineage)
 
-    def _reseed(self, destination: str, acked: Path | None, change_file: Path) -> None:
+    def _reseed(self, destination: str, split: _Split) -> None:
         """Rebuild the snapshot from the result: every row, less the changes not acknowledged
         (an unacknowledged change or exit stays as a NULL hash, so it is sent again)."""
         s = self.session
-        changes = source(self.con, change_file, "changes")
-        acked_ids = f"select id from read_parquet('{sql_path(acked)}')" if acked is not None else "select cast(null as varchar) as id where false"
         unsent = s.table(upload_table(self.run_id, self.name, destination, UNSENT))
         different = s.table(upload_table(self.run_id, self.name, destination, UNSENT_DIFFERENT))
         for table in (unsent, different):
             s.execute(f"drop table if exists {table}")
-        s.upload_ids(unsent, self._ids(f"select id from {changes} where id not in ({acked_ids})"))
-        s.upload_ids(different, self._ids(f"select id from {changes} where change <> 'added' and id not in ({acked_ids})"))
+        s.upload_ids(unsent, self._ids(f"select id from ({split.unacked})"))
+        s.upload_ids(different, self._ids(f"select id from ({split.unacked}) where change <> 'added'"))
         name = snapshot_table(self.name, destination)
         fresh = s.table(name + "_next")
         s.execute(f"drop table if exists {fresh}")
