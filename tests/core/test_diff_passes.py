@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Project
+from traits import columnar
+from traits.columnar import join_passes
 from traits.pipeline import diff
-from traits.pipeline.diff import join_passes
 
 TRAIT = """  t:
     kind: user
@@ -26,7 +27,7 @@ def test_join_passes_grow_with_the_rows_and_the_ids_and_shrink_with_the_memory()
     assert join_passes(100_000_000, 8, 488 * mib) == 4  # at 100M, one join ran out of memory
     assert join_passes(100_000_000, 36, 488 * mib) > join_passes(100_000_000, 8, 488 * mib)  # long ids are not held inline
     assert join_passes(100_000_000, 8, 4096 * mib) == 1
-    assert join_passes(10**12, 8, mib) == diff.MAX_JOIN_PASSES
+    assert join_passes(10**12, 8, mib) == columnar.MAX_JOIN_PASSES
     assert join_passes(0, 0, mib) == 1
 
 

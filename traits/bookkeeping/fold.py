@@ -27,8 +27,7 @@ from traits.bookkeeping.tables import (
     snapshot_table,
     upload_table,
 )
-from traits.columnar import memory_limit_bytes, sql_path
-from traits.pipeline.diff import join_passes
+from traits.columnar import join_passes, memory_limit_bytes, sql_path
 from traits.snapshot_format import DIGEST_MODULUS, source
 from traits.state.base import warehouse_lineage_key as lineage_key
 
@@ -114,7 +113,7 @@ class SnapshotFold:
         When the recorded changes are exactly the change file's (same count, same sum of the
         hashes of each id, change and hash: a first sync that was wholly acknowledged), no join
         is needed. Otherwise the join runs in passes over the ids split by their hash, each
-        within the engine's memory limit (``pipeline.diff.join_passes``): at a 100M-row first
+        within the engine's memory limit (``columnar.join_passes``): at a 100M-row first
         sync a single join of the two 100M-row sides ran out of memory at the default limit.
         """
         changes = source(self.con, change_file, "changes")

@@ -11,13 +11,12 @@ can send them again.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from traits.columnar import memory_limit_bytes, sql_path
+from traits.columnar import join_passes, memory_limit_bytes, sql_path
 from traits.errors import GuardError
 from traits.pipeline.validate import RowSummary
 from traits.snapshot_format import (
@@ -203,19 +202,6 @@ def first_sync_sql(shape: Shape, staged: str, run_id: str | None) -> str:
                {user_id} as user_id, cast(null as ubigint) as old_row_hash, cast(null as varchar) as old_values_json,
                cast(null as varchar) as old_user_id{as_delta}
         from {staged}"""
-
-
-#: bytes of engine memory one row of a join side needs, beyond its id's text: at 10M rows with
-#: two threads the join ran in 96 MB and not in 64 MB; this allows twice that
-JOIN_ROW_BYTES = 20
-#: the most passes a join is split into
-MAX_JOIN_PASSES = 64
-
-
-def join_passes(rows: int, id_bytes: float, memory_limit: int) -> int:
-    """How many passes the diff's join takes so that each fits the engine's memory limit."""
-    need = rows * (JOIN_ROW_BYTES + max(id_bytes - 12, 0))  # ids of up to 12 bytes are held inline
-    return max(1, min(MAX_JOIN_PASSES, math.ceil(need / memory_limit)))
 
 
 def guard(name: str, destination: str, *, changed: int, exits: int, snapshot_rows: int,

@@ -13,12 +13,13 @@ order until compaction sorts it.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from traits.columnar import connect, sql_path
+from traits.columnar import connect, join_passes, memory_limit_bytes, sql_path
 from traits.snapshot_format import (
     CHANGE_COLUMNS,
     CHANGES_AS_HISTORY,
@@ -49,32 +50,44 @@ def compact(files: Sequence[Path], out: Path) -> int:
         con.close()
 
 
-def fold(changes: Path, acked_keys_sql: str, out: Path, run_id: str = "") -> int:
-    """Write the rows of ``changes`` whose ids ``acked_keys_sql`` lists, as a snapshot delta.
-
-    An exit keeps the values the id had (``old_values_json``): what a profile shows it held.
-    """
-    con = connect(out.parent)
-    try:
-        _fold_into(con, changes, acked_keys_sql, out, run_id)
-        row = con.execute(f"select count(*) from read_parquet('{sql_path(out)}')").fetchone()
-        return int(row[0]) if row else 0
-    finally:
-        con.close()
-
-
-def _fold_into(con: Any, changes: Path, acked_keys_sql: str | None, out: Path, run_id: str, *, sort: bool = True) -> None:
+def _fold_into(con: Any, changes: Path, acked_keys_sql: str | None, out: Path, run_id: str, *, sort: bool = True, passes: int = 1) -> None:
     """The delta: the rows of ``changes`` whose ids ``acked_keys_sql`` lists (None: every row)."""
     run = "'" + run_id.replace("'", "''") + "'" if run_id else "cast(null as varchar)"
-    where = f"where c.id in ({acked_keys_sql})" if acked_keys_sql is not None else ""
-    con.execute(
-        f"""COPY (
-            select {CHANGES_AS_SNAPSHOT}, {run} as acked_run
-            from {source(con, changes, "changes")} c
-            {where}
-            {"order by c.id" if sort else ""}
-        ) TO '{sql_path(out)}' {PARQUET}"""
-    )
+    columns = f"{CHANGES_AS_SNAPSHOT}, {run} as acked_run"
+    if acked_keys_sql is None:
+        con.execute(f"COPY (select {columns} from {source(con, changes, 'changes')} c {'order by c.id' if sort else ''}) TO '{sql_path(out)}' {PARQUET}")
+        return
+    _copy_acked(con, columns, changes, acked_keys_sql, out, passes=passes, sort=sort)
+
+
+def _copy_acked(con: Any, columns: str, changes: Path, acked_ids: str, out: Path, *, passes: int, sort: bool = False) -> None:
+    """Write ``columns`` of the rows of ``changes`` whose ids ``acked_ids`` lists, in ``passes``
+    passes over the ids split by their hash (``columnar.join_passes``).
+
+    A semi join of 10M change rows with 5M acknowledged ids ran out of memory at a 96 MB limit,
+    so at 100M rows a partly acknowledged first sync could not be committed at the default
+    limit, on any attempt. With several passes, each writes a part and the parts are copied
+    into one file (a part holds no sorted run: a fold of that size is written unsorted).
+    """
+    rows = source(con, changes, "changes")
+    if passes == 1:
+        con.execute(f"""COPY (select {columns} from {rows} c where c.id in ({acked_ids}) {"order by c.id" if sort else ""})
+                        TO '{sql_path(out)}' {PARQUET}""")
+        return
+    parts = out.with_name(out.name + ".parts")
+    shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir()
+    try:
+        for part in range(passes):
+            share = f"hash(id) % {passes} = {part}"
+            con.execute(
+                f"""COPY (select {columns} from (select * from {rows} where {share}) c
+                          where c.id in (select id from ({acked_ids}) where {share}))
+                    TO '{sql_path(parts / f"part-{part}.parquet")}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
+            )
+        con.execute(f"COPY (select * from read_parquet('{sql_path(parts)}/part-*.parquet')) TO '{sql_path(out)}' {PARQUET}")
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 #: a fold of at most this many rows is written sorted by id (a lookup then reads one row group
@@ -99,6 +112,13 @@ def _every_row_acked(con: Any, changes: Path, acked_keys_sql: str) -> bool:
         f"select count(*), coalesce(sum(hash(id)), 0) % 18446744073709551616 from {source(con, changes, 'changes')}"
     ).fetchone()
     return acked is not None and listed is not None and tuple(acked) == tuple(listed)
+
+
+def _join_passes(con: Any, changes: Path, acked_ids: str) -> int:
+    """How many passes the semi joins of ``changes`` with ``acked_ids`` take (``join_passes``)."""
+    listed = con.execute(f"select count(*), coalesce(avg(strlen(id)), 0) from {source(con, changes, 'changes')}").fetchall()[0]
+    acked = con.execute(f"select count(*) from ({acked_ids})").fetchall()[0]
+    return join_passes(int(listed[0]) + int(acked[0]), float(listed[1]), memory_limit_bytes(con))
 
 
 def _rows(con: Any, path: Path) -> int:
@@ -156,11 +176,9 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
         # held in memory); each write below semi-joins it, so an id acknowledged twice counts once
         con.execute(f"COPY (select id from ({acked_keys_sql}) k(id)) TO '{sql_path(acked_file)}' {PARQUET}")
         acked = f"select id from read_parquet('{sql_path(acked_file)}')"
-        con.execute(
-            f"""COPY (select {CHANGES_AS_HISTORY} from {source(con, changes, 'changes')} c where c.id in ({acked}))
-            TO '{sql_path(history)}' {PARQUET}"""
-        )
-        _fold_into(con, changes, acked, delta, run_id)
+        passes = _join_passes(con, changes, acked)
+        _copy_acked(con, CHANGES_AS_HISTORY, changes, acked, history, passes=passes)
+        _fold_into(con, changes, acked, delta, run_id, passes=passes)
         return Fold(_rows(con, history), _rows(con, delta))
     finally:
         con.close()
@@ -206,4 +224,4 @@ def lookup(files: Sequence[Path], identity: str) -> tuple[str | None, str | None
     return (row[1], row[2], bool(row[3]), row[4])
 
 
-__all__ = ["Fold", "compact", "concat", "fold", "lookup", "record_and_fold"]
+__all__ = ["Fold", "compact", "concat", "lookup", "record_and_fold"]
