@@ -5,15 +5,12 @@ first sync needs no join at all."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import Project, make_project
+from tests.in_process import killed_at_write, run
 from traits.bookkeeping import fold as fold_module
-from traits.config import load_config
-from traits.pipeline.run import RunOptions, run_trait
-from traits.state import open_state
 
 TRAIT = """  t:
     kind: user
@@ -24,22 +21,9 @@ TRAIT = """  t:
 BATCHES = "  out: {type: file, path: out/calls.jsonl, batch_size: 10}\n"
 
 
-class Killed(KeyboardInterrupt):
-    """Stands for SIGKILL: not an Exception, so no handler in the run records anything."""
-
-
 @pytest.fixture(params=["duckdb+warehouse", "postgres-adbc+warehouse"])
 def project(request: pytest.FixtureRequest, tmp_path: Path) -> Project:
     return make_project(request, tmp_path)
-
-
-def run(project: Project) -> Any:
-    config = load_config(project.root)
-    state = open_state(config)
-    try:
-        return run_trait(config, state, "t", RunOptions())
-    finally:
-        state.close()
 
 
 def _people(project: Project, rows: int) -> None:
@@ -57,21 +41,7 @@ def test_a_partly_acknowledged_first_sync_folds_in_passes_and_resends_only_the_r
         return 3
 
     monkeypatch.setattr(fold_module, "join_passes", three_passes)
-    import traits.destinations.file as file_destination
-
-    real_write = file_destination._write
-    writes = {"n": 0}
-
-    def write_then_die(fd: int, data: Any) -> None:
-        if writes["n"] == 3:
-            raise Killed
-        real_write(fd, data)
-        writes["n"] += 1
-
-    monkeypatch.setattr(file_destination, "_write", write_then_die)
-    with pytest.raises(Killed):
-        run(project)
-    monkeypatch.setattr(file_destination, "_write", real_write)
+    killed_at_write(project, monkeypatch, writes=3)
     first = {c["userId"]: c["messageId"] for c in project.calls()}
     assert 10 <= len(first) <= 30
 

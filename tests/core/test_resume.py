@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import Project
-from traits.config import load_config
+from tests.in_process import Killed, run
 from traits.pipeline import run as run_module
-from traits.pipeline.run import RunOptions, run_trait
-from traits.state import open_state
 
 TRAIT = """  t:
     kind: user
@@ -18,19 +16,6 @@ TRAIT = """  t:
     sql: select id as user_id, n from people
     destinations: [out]
 """
-
-
-class Killed(KeyboardInterrupt):
-    """Stands for SIGKILL: not an Exception, so no handler in the run records anything."""
-
-
-def run(project: Project) -> Any:
-    config = load_config(project.root)
-    state = open_state(config)
-    try:
-        return run_trait(config, state, "t", RunOptions())
-    finally:
-        state.close()
 
 
 def test_a_resumed_run_killed_again_before_delivering_still_resends_what_it_sent(duck_project: Project, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from tests.conftest import Project
-from traits.config import load_config
-from traits.pipeline.run import RunOptions, run_trait
-from traits.state import open_state
+from tests.in_process import killed_at_write, run
 from traits.state import sql as state_sql
 
 TRAIT = """  t:
@@ -19,19 +15,6 @@ TRAIT = """  t:
     sql: select id as user_id, n, label from people
     destinations: [out]
 """
-
-
-class Killed(KeyboardInterrupt):
-    """Stands for SIGKILL: not an Exception, so no handler in the run records anything."""
-
-
-def run(project: Project) -> Any:
-    config = load_config(project.root)
-    state = open_state(config)
-    try:
-        return run_trait(config, state, "t", RunOptions())
-    finally:
-        state.close()
 
 
 @pytest.mark.parametrize("passes", [1, 3])
@@ -52,20 +35,7 @@ def test_a_partly_acknowledged_run_commits_in_passes_what_one_pass_commits(
         return passes
 
     monkeypatch.setattr(state_sql, "join_passes", forced)
-    import traits.destinations.file as file_destination
-
-    real_write, writes = file_destination._write, {"n": 0}
-
-    def write_then_die(fd: int, data: Any) -> None:
-        if writes["n"] == 4:
-            raise Killed
-        real_write(fd, data)
-        writes["n"] += 1
-
-    monkeypatch.setattr(file_destination, "_write", write_then_die)
-    with pytest.raises(Killed):
-        run(project)
-    monkeypatch.setattr(file_destination, "_write", real_write)
+    killed_at_write(project, monkeypatch, writes=4)
 
     result = run(project)  # folds what the killed run had acknowledged, then sends the rest
     assert result.resumed is not None
