@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_the_file_written_while_staging_is_the_diffs_first_sync_file(tmp_path: P
         trait = Trait.model_validate({"kind": "user", "source": "s", "sql": "select 1", "destinations": ["out"]})
         settings = Settings.model_validate({"allow_nested": True, "decimals": decimals})
         fingerprinter = Fingerprinter(con, "t", trait, settings)
-        with FirstSyncFile(con, tmp_path / "first-sync.parquet", "run-1") as first:
+        with FirstSyncFile(tmp_path / "first-sync.parquet", "run-1") as first:
 
             def augment(batch: pa.RecordBatch) -> pa.RecordBatch:
                 staged = fingerprinter.add(batch)
@@ -88,9 +89,12 @@ def test_a_staging_that_fails_leaves_no_file(tmp_path: Path) -> None:
         shape = fingerprinter.shape
 
         def stage_then_fail() -> None:
-            with FirstSyncFile(con, path, "run-1") as first:
+            with FirstSyncFile(path, "run-1") as first:
                 first.add(shape, staged)
-                assert (tmp_path / "first-sync.parquet.tmp").exists()
+                deadline = time.monotonic() + 30  # the writer's thread has begun the file
+                while not (tmp_path / "first-sync.parquet.tmp").exists():
+                    assert time.monotonic() < deadline, "the writer never began its file"
+                    time.sleep(0.01)
                 raise RuntimeError("the warehouse went away")
 
         with pytest.raises(RuntimeError):

@@ -25,7 +25,6 @@ from traits.snapshot_format import Changes
 from traits.state.records import RunRecord
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow as pa
 
     from traits.pipeline.run import _Runner
@@ -74,7 +73,7 @@ class LocalSteps(Steps):
             else:
                 runner.phase(record, "query")
                 fingerprinter = Fingerprinter(con, runner.name, runner.trait, runner.config.settings)
-                first_sync = self._first_sync_file(con)
+                first_sync = self._first_sync_file()
                 with first_sync or contextlib.nullcontext():
                     staged = runner.query(staged_path, lambda batch: self._stage(fingerprinter, first_sync, batch))
                     first_sync_file = first_sync.close() if first_sync is not None else None
@@ -100,12 +99,12 @@ class LocalSteps(Steps):
         finally:
             con.close()
 
-    def _first_sync_file(self, con: duckdb.DuckDBPyConnection) -> FirstSyncFile | None:
+    def _first_sync_file(self) -> FirstSyncFile | None:
         """Where staging writes the first sync's change file, when a destination has no snapshot yet."""
         runner = self.runner
         if all(runner.state.snapshot(runner.name, d) for d in runner.trait.destinations):
             return None
-        return FirstSyncFile(con, self.run_dir / "first-sync.parquet", self.record.run_id)
+        return FirstSyncFile(self.run_dir / "first-sync.parquet", self.record.run_id, runner.config.settings.memory_limit)
 
     @staticmethod
     def _stage(fingerprinter: Fingerprinter, first_sync: FirstSyncFile | None, batch: pa.RecordBatch) -> pa.RecordBatch:
