@@ -16,7 +16,7 @@ from traits.config.models import Settings, Trait
 from traits.pipeline.diff import LocalDiffer
 from traits.pipeline.first_sync import FirstSyncFile
 from traits.pipeline.stage import stage
-from traits.pipeline.validate import Fingerprinter
+from traits.pipeline.validate import CALL_SIZE_SQL, Fingerprinter, check_sizes
 from traits.snapshot_format import Snapshot
 
 UTC = dt.UTC
@@ -63,8 +63,14 @@ def test_the_file_written_while_staging_is_the_diffs_first_sync_file(tmp_path: P
                                lambda _: Snapshot(), run_id="run-1", first_sync_file=first_sync_file)
 
         assert differ(None).diff("out", tmp_path / "copied.parquet", full_resync=False).added == 90_000
-        assert differ(written).diff("out", tmp_path / "linked.parquet", full_resync=False).added == 90_000
-        assert os.stat(tmp_path / "linked.parquet").st_ino == os.stat(written).st_ino  # taken as it is, not written again
+        linked = differ(written)
+        assert linked.diff("out", tmp_path / "linked.parquet", full_resync=False).added == 90_000
+        assert os.stat(tmp_path / "linked.parquet").st_ino == os.stat(written.path).st_ino  # taken as it is, not written again
+        # the largest row's size, measured as the file was written, is what check_sizes would find
+        largest = con.execute(f"select max({CALL_SIZE_SQL}) from read_parquet('{tmp_path / 'copied.parquet'}')").fetchone()
+        assert largest is not None
+        assert linked.largest_call("out") == largest[0]
+        assert differ(None).largest_call("out") is None
 
         def read(name: str) -> str:
             return f"read_parquet('{tmp_path / name}')"
@@ -100,5 +106,20 @@ def test_a_staging_that_fails_leaves_no_file(tmp_path: Path) -> None:
         with pytest.raises(RuntimeError):
             stage_then_fail()
         assert list(tmp_path.iterdir()) == []
+    finally:
+        con.close()
+
+
+def test_a_known_largest_row_that_fits_spares_reading_the_change_file(tmp_path: Path) -> None:
+    import duckdb
+
+    con = columnar.connect()
+    try:
+        missing = tmp_path / "never-written.parquet"
+        check_sizes(con, "t", missing, max_call_bytes=32_000, largest=500)  # fits: the file is not read
+        with pytest.raises(duckdb.IOException):
+            check_sizes(con, "t", missing, max_call_bytes=32_000, largest=40_000)  # too large: read for the offenders
+        with pytest.raises(duckdb.IOException):
+            check_sizes(con, "t", missing, max_call_bytes=32_000)  # not known: read
     finally:
         con.close()

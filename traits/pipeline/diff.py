@@ -35,6 +35,7 @@ from traits.state.records import DestinationCounts
 if TYPE_CHECKING:
     import duckdb
 
+    from traits.pipeline.first_sync import WrittenFirstSync
     from traits.pipeline.validate import Shape
 
 
@@ -48,17 +49,22 @@ class Differ(Protocol):
         them, for revert).
         """
 
+    def largest_call(self, destination: str) -> int | None:
+        """The size (``validate.CALL_SIZE_SQL``) of the largest row of ``destination``'s change
+        file when it was measured as the file was written, so ``check_sizes`` need not read it."""
+
 
 class LocalDiffer:
     """The diff as joins over local Parquet files: the staged result and each snapshot."""
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, staged: Path, shape: Shape, summary: RowSummary, ensure_unique: Callable[[], None],
-        snapshots: Callable[[str], Snapshot], run_id: str | None = None, first_sync_file: Path | None = None,
+        snapshots: Callable[[str], Snapshot], run_id: str | None = None, first_sync_file: WrittenFirstSync | None = None,
     ) -> None:
         self.con = con
         #: a first sync's change file written while staging (``first_sync``), for ``run_id``
         self.first_sync_file = first_sync_file
+        self._largest: dict[str, int] = {}
         self.snapshots = snapshots
         #: with it, a first sync's change file is written as a snapshot delta too (``delta_columns_sql``)
         self.run_id = run_id
@@ -69,6 +75,9 @@ class LocalDiffer:
         self.ensure_unique = ensure_unique
         row = con.execute(f"select {HASH_CANARY_SQL}").fetchone()
         self.canary = int(row[0]) if row else 0
+
+    def largest_call(self, destination: str) -> int | None:
+        return self._largest.get(destination)
 
     def _hashes(self, snapshot: Snapshot) -> str:
         """The snapshot's (id, row_hash), with rows an older hash function wrote rehashed from their values."""
@@ -83,7 +92,10 @@ class LocalDiffer:
         snapshot = self.snapshots(destination)
         if not snapshot:
             self.ensure_unique()
-            return self._first_sync(out)
+            counts = self._first_sync(out)
+            if self.first_sync_file is not None and self.run_id is not None:
+                self._largest[destination] = self.first_sync_file.largest
+            return counts
         con = self.con
         hashes = self._hashes(snapshot)
         row = con.execute(digest_sql(hashes, "coalesce(avg(strlen(id)), 0)")).fetchone() or (0, 0, 0)
@@ -183,7 +195,7 @@ class LocalDiffer:
             # destination's first sync takes a link of it (files are never written in place)
             tmp = out.with_name(out.name + ".tmp")
             tmp.unlink(missing_ok=True)
-            os.link(self.first_sync_file, tmp)
+            os.link(self.first_sync_file.path, tmp)
             os.replace(tmp, out)
             return DestinationCounts(added=self.summary.rows)
         rows = first_sync_sql(self.shape, source(self.con, self.staged, "staged"), self.run_id)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from traits import columnar
 from traits.pipeline.diff import first_sync_sql
+from traits.pipeline.validate import CALL_SIZE_SQL
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,6 +35,14 @@ if TYPE_CHECKING:
 ROW_GROUP_ROWS = 20_000
 #: staged batches waiting for the writer: one, so memory holds at most two batches besides staging's
 QUEUED_BATCHES = 1
+
+
+@dataclass(frozen=True)
+class WrittenFirstSync:
+    """A completed first-sync change file, and its largest row's size (``validate.CALL_SIZE_SQL``)."""
+
+    path: Path
+    largest: int
 
 
 class FirstSyncFile:
@@ -48,6 +58,7 @@ class FirstSyncFile:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wrote = False
+        self._largest = 0
 
     def add(self, shape: Shape, batch: pa.RecordBatch) -> None:
         """Queue the change rows of ``batch``, a staged batch (its row hashes included)."""
@@ -62,7 +73,7 @@ class FirstSyncFile:
             except queue.Full:  # the writer is behind, or it stopped on an error
                 self._raise()
 
-    def close(self) -> Path | None:
+    def close(self) -> WrittenFirstSync | None:
         """Complete the file; ``None`` when no batch came (the diff then writes the file itself)."""
         if self._thread is None:
             return None
@@ -73,7 +84,7 @@ class FirstSyncFile:
         if not self._wrote:
             return None
         os.replace(self._tmp, self.path)
-        return self.path
+        return WrittenFirstSync(self.path, self._largest)
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -95,6 +106,12 @@ class FirstSyncFile:
                     rows = con.sql(sql).to_arrow_table()
                 finally:
                     con.unregister("sql_traits_first_sync")
+                con.register("sql_traits_first_sync_rows", rows)
+                try:
+                    size = con.execute(f"select max({CALL_SIZE_SQL}) from sql_traits_first_sync_rows").fetchall()[0][0]
+                finally:
+                    con.unregister("sql_traits_first_sync_rows")
+                self._largest = max(self._largest, int(size or 0))
                 if writer is None:
                     # no dictionaries (the values are mostly distinct), statistics only for the
                     # ids, which a lookup of one id can skip row groups by

@@ -345,7 +345,7 @@ class _Runner:
             )
             now.exited, now.pending_exit, now.pending = held.exited, held.pending, held.shown
             now.exit_calls = exit_calls(con, path, ExitPolicy.of(self.trait.on_exit)) if now.exited else 0
-            check_sizes(con, self.name, path, max_call_bytes=self._max_call_bytes(destination))
+            check_sizes(con, self.name, path, max_call_bytes=self._max_call_bytes(destination), largest=differ.largest_call(destination))
             if not skip_guard:  # exits count as they would be sent: pending and kept ones send nothing
                 guard(self.name, destination, changed=now.changed, exits=now.exit_calls, snapshot_rows=now.snapshot_rows,
                       max_exit_ratio=self.trait.max_exit_ratio, max_change_ratio=self.trait.max_change_ratio)

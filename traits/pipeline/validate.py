@@ -268,15 +268,22 @@ def check_unique(con: duckdb.DuckDBPyConnection, name: str, shape: Shape, staged
         )
 
 
-def check_sizes(con: duckdb.DuckDBPyConnection, name: str, changes: Path, *, max_call_bytes: int) -> None:
+#: the bytes of a change row's traits and ids that count toward its call's size (``check_sizes``)
+CALL_SIZE_SQL = "strlen(coalesce(values_json, '')) + strlen(coalesce(user_id, '')) + 2 * strlen(id)"
+
+
+def check_sizes(con: duckdb.DuckDBPyConnection, name: str, changes: Path, *, max_call_bytes: int, largest: int | None = None) -> None:
     """Every call to be sent fits: its traits and ids (a long id counts too) under the call limit less the envelope.
 
     The envelope (messageId, type, timestamp, context) is bounded by ``ENVELOPE_BYTES`` plus the
-    trait's name, which the context carries.
+    trait's name, which the context carries. ``largest``, the largest row's size when it was
+    measured as the file was written (``Differ.largest_call``), spares reading the file when it fits.
     """
     limit = max_call_bytes - ENVELOPE_BYTES - len(name.encode())
+    if largest is not None and largest <= limit:
+        return
     f = source(con, changes, "changes")
-    size = "strlen(coalesce(values_json, '')) + strlen(coalesce(user_id, '')) + 2 * strlen(id)"
+    size = CALL_SIZE_SQL
     big = con.execute(f"select id, {size} as n, count(*) over () from {f} where {size} > {limit} order by n desc limit {EXAMPLES}").fetchall()
     if big:
         raise ValidationError(
