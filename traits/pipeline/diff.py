@@ -92,10 +92,7 @@ class LocalDiffer:
         snapshot = self.snapshots(destination)
         if not snapshot:
             self.ensure_unique()
-            counts = self._first_sync(out)
-            if self.first_sync_file is not None and self.run_id is not None:
-                self._largest[destination] = self.first_sync_file.largest
-            return counts
+            return self._first_sync(destination, out)
         con = self.con
         hashes = self._hashes(snapshot)
         row = con.execute(digest_sql(hashes, "coalesce(avg(strlen(id)), 0)")).fetchone() or (0, 0, 0)
@@ -184,7 +181,7 @@ class LocalDiffer:
         write_no_changes(self.con, out)
         return DestinationCounts(unchanged=self.summary.rows, snapshot_rows=self.summary.rows)
 
-    def _first_sync(self, out: Path) -> DestinationCounts:
+    def _first_sync(self, destination: str, out: Path) -> DestinationCounts:
         """Every row is added: the change file is one streaming pass, no join (or the file staging wrote).
 
         It carries the snapshot's columns too, so a commit that finds every row acknowledged
@@ -197,6 +194,7 @@ class LocalDiffer:
             tmp.unlink(missing_ok=True)
             os.link(self.first_sync_file.path, tmp)
             os.replace(tmp, out)
+            self._largest[destination] = self.first_sync_file.largest
             return DestinationCounts(added=self.summary.rows)
         rows = first_sync_sql(self.shape, source(self.con, self.staged, "staged"), self.run_id)
         self.con.execute(f"COPY ({rows}) TO '{sql_path(out)}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)")

@@ -182,7 +182,6 @@ class _BothModes:
             return self.local.diff(destination, out, full_resync=full_resync)
         return self.warehouse.diff(destination, out, full_resync=full_resync)
 
-
     def largest_call(self, destination: str) -> int | None:
         if destination in self.reseed:
             assert self.local is not None

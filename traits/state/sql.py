@@ -50,44 +50,38 @@ def compact(files: Sequence[Path], out: Path) -> int:
         con.close()
 
 
-def _fold_into(con: Any, changes: Path, acked_keys_sql: str | None, out: Path, run_id: str, *, sort: bool = True, passes: int = 1) -> None:
+def _fold_into(con: Any, changes: Path, acked_keys_sql: str | None, out: Path, run_id: str, *, sort: bool = True) -> None:
     """The delta: the rows of ``changes`` whose ids ``acked_keys_sql`` lists (None: every row)."""
     run = "'" + run_id.replace("'", "''") + "'" if run_id else "cast(null as varchar)"
-    columns = f"{CHANGES_AS_SNAPSHOT}, {run} as acked_run"
-    if acked_keys_sql is None:
-        con.execute(f"COPY (select {columns} from {source(con, changes, 'changes')} c {'order by c.id' if sort else ''}) TO '{sql_path(out)}' {PARQUET}")
-        return
-    _copy_acked(con, columns, changes, acked_keys_sql, out, passes=passes, sort=sort)
+    where = f"where c.id in ({acked_keys_sql})" if acked_keys_sql is not None else ""
+    con.execute(
+        f"""COPY (
+            select {CHANGES_AS_SNAPSHOT}, {run} as acked_run
+            from {source(con, changes, "changes")} c
+            {where}
+            {"order by c.id" if sort else ""}
+        ) TO '{sql_path(out)}' {PARQUET}"""
+    )
 
 
-def _copy_acked(con: Any, columns: str, changes: Path, acked_ids: str, out: Path, *, passes: int, sort: bool = False) -> None:
-    """Write ``columns`` of the rows of ``changes`` whose ids ``acked_ids`` lists, in ``passes``
-    passes over the ids split by their hash (``columnar.join_passes``).
+def _acked_parts(con: Any, changes: Path, acked_ids: str, parts: Path, passes: int) -> Path:
+    """The rows of ``changes`` whose ids ``acked_ids`` lists, found in ``passes`` passes over the
+    ids split by their hash (``columnar.join_passes``) and written as parts of ``parts``; the
+    parts' files, as one path to read.
 
     A semi join of 10M change rows with 5M acknowledged ids ran out of memory at a 96 MB limit,
     so at 100M rows a partly acknowledged first sync could not be committed at the default
-    limit, on any attempt. With several passes, each writes a part and the parts are copied
-    into one file (a part holds no sorted run: a fold of that size is written unsorted).
+    limit, on any attempt.
     """
     rows = source(con, changes, "changes")
-    if passes == 1:
-        con.execute(f"""COPY (select {columns} from {rows} c where c.id in ({acked_ids}) {"order by c.id" if sort else ""})
-                        TO '{sql_path(out)}' {PARQUET}""")
-        return
-    parts = out.with_name(out.name + ".parts")
-    shutil.rmtree(parts, ignore_errors=True)
     parts.mkdir()
-    try:
-        for part in range(passes):
-            share = f"hash(id) % {passes} = {part}"
-            con.execute(
-                f"""COPY (select {columns} from (select * from {rows} where {share}) c
-                          where c.id in (select id from ({acked_ids}) where {share}))
-                    TO '{sql_path(parts / f"part-{part}.parquet")}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
-            )
-        con.execute(f"COPY (select * from read_parquet('{sql_path(parts)}/part-*.parquet')) TO '{sql_path(out)}' {PARQUET}")
-    finally:
-        shutil.rmtree(parts, ignore_errors=True)
+    for part in range(passes):
+        share = f"hash(id) % {passes} = {part}"
+        con.execute(
+            f"""COPY (select * from (select * from {rows} where {share}) c where c.id in (select id from ({acked_ids}) where {share}))
+                TO '{sql_path(parts / f"part-{part}.parquet")}' (FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 20000)"""
+        )
+    return parts / "part-*.parquet"
 
 
 #: a fold of at most this many rows is written sorted by id (a lookup then reads one row group
@@ -161,6 +155,8 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
     """
     con = connect(delta.parent)
     acked_file = delta.with_name(delta.name + ".acked.parquet")
+    parts = delta.with_name(delta.name + ".acked-parts")
+    shutil.rmtree(parts, ignore_errors=True)
     try:
         if _every_row_acked(con, changes, acked_keys_sql):
             rows = _rows(con, changes)
@@ -175,14 +171,21 @@ def record_and_fold(changes: Path, acked_keys_sql: str, history: Path, delta: Pa
         # the acknowledged ids, read once, go to a file (streamed: a temp table of 10M ids would be
         # held in memory); each write below semi-joins it, so an id acknowledged twice counts once
         con.execute(f"COPY (select id from ({acked_keys_sql}) k(id)) TO '{sql_path(acked_file)}' {PARQUET}")
-        acked = f"select id from read_parquet('{sql_path(acked_file)}')"
-        passes = _join_passes(con, changes, acked)
-        _copy_acked(con, CHANGES_AS_HISTORY, changes, acked, history, passes=passes)
-        _fold_into(con, changes, acked, delta, run_id, passes=passes)
+        acked_ids = f"select id from read_parquet('{sql_path(acked_file)}')"
+        passes = _join_passes(con, changes, acked_ids)
+        acked: str | None = acked_ids
+        if passes > 1:
+            # too many for one join within the memory limit: the acknowledged rows are found once,
+            # in passes, and both files are written from them (unsorted: a fold of that size)
+            changes, acked = _acked_parts(con, changes, acked_ids, parts, passes), None
+        where = f"where c.id in ({acked})" if acked is not None else ""
+        con.execute(f"COPY (select {CHANGES_AS_HISTORY} from {source(con, changes, 'changes')} c {where}) TO '{sql_path(history)}' {PARQUET}")
+        _fold_into(con, changes, acked, delta, run_id, sort=passes == 1)
         return Fold(_rows(con, history), _rows(con, delta))
     finally:
         con.close()
         acked_file.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 def concat(files: Sequence[Path], out: Path) -> None:
